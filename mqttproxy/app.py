@@ -1,0 +1,71 @@
+"""Composition root: builds every service from the config, starts and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mqttproxy.broker.auth import Authenticator, DeviceAuth, StaticUsers
+from mqttproxy.broker.server import Broker
+from mqttproxy.config import Config
+
+logger = logging.getLogger(__name__)
+
+
+class Gateway:
+    """The whole gateway process: today the device-facing broker."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        authenticators: list[Authenticator] = []
+        if config.auth.users:
+            authenticators.append(StaticUsers(config.auth.users))
+        self.auth = DeviceAuth(authenticators, allow_anonymous=config.auth.allow_anonymous)
+        self.broker = Broker(config=config.mqtt, auth=self.auth)
+
+    async def start(self) -> None:
+        self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.config.auth.allow_anonymous and not self.config.auth.users:
+            logger.warning(
+                "no device credentials are configured and [auth] allow_anonymous is false: every "
+                "CONNECT will be refused. Add [[auth.users]] entries (hashes from `mqttproxy "
+                "hash-password`) or set allow_anonymous = true in the config file."
+            )
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    @property
+    def mqtt_port(self) -> int:
+        return next(listener.port for listener in self.broker.listeners if listener.kind == "tcp")
+
+
+@asynccontextmanager
+async def running_proxy(config: Config) -> AsyncIterator[Gateway]:
+    """Start the gateway, yield it, and stop it on exit."""
+    gateway = Gateway(config)
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT or SIGTERM, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_proxy(config):
+            await stop.wait()
+            logger.info("shutting down")
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    logger.info("stopped")

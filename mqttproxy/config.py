@@ -1,0 +1,126 @@
+"""Static settings from ``config/proxy.toml``, validated by pydantic.
+
+Every table forbids unknown keys, so a typo is an error that names the key
+and the file instead of a setting silently ignored. Defaults here are the
+"embedded defaults" the gateway runs on without a file.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mqttproxy.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on old Pythons
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path("config/proxy.toml")
+
+Port = Annotated[int, Field(ge=0, le=65535)]
+Seconds = Annotated[float, Field(gt=0)]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsListenerConfig(_Section):
+    port: Port = 8883
+    certfile: Path
+    keyfile: Path
+    cafile: Path | None = None
+    require_client_certificate: bool = False
+
+    @field_validator("certfile", "keyfile", "cafile")
+    @classmethod
+    def _must_exist(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"no such file: {path}")
+        return path
+
+
+class MqttConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Port = 1883
+    tls: TlsListenerConfig | None = None
+    max_connections: int = Field(default=10_000, ge=1)
+    max_packet_size: int = Field(default=1_048_576, ge=64, le=268_435_460)
+    max_inflight_messages: int = Field(default=20, ge=1, le=65_535)
+    max_queued_messages: int = Field(default=1_000, ge=0)
+    write_buffer_limit: int = Field(default=1_048_576, ge=4_096)
+    connect_timeout: Seconds = 10.0
+
+
+class StaticUser(_Section):
+    username: str = Field(min_length=1)
+    password_hash: str
+
+    @field_validator("password_hash")
+    @classmethod
+    def _argon2_only(cls, value: str) -> str:
+        if not value.startswith("$argon2"):
+            raise ValueError("must be an Argon2 hash as printed by `mqttproxy hash-password`")
+        return value
+
+
+class AuthConfig(_Section):
+    allow_anonymous: bool = False
+    users: list[StaticUser] = Field(default_factory=list)
+
+    @field_validator("users")
+    @classmethod
+    def _unique_usernames(cls, users: list[StaticUser]) -> list[StaticUser]:
+        seen: set[str] = set()
+        for user in users:
+            if user.username in seen:
+                raise ValueError(f"user {user.username!r} is listed twice")
+            seen.add(user.username)
+        return users
+
+
+class WebConfig(_Section):
+    host: str = "0.0.0.0"
+    port: Port = 3000
+
+
+class Config(_Section):
+    data_dir: Path = Path("data")
+    log_level: LogLevel = "info"
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read ``path``; with ``None``, read the default file if present, else use defaults.
+
+    Raises ``ConfigError`` naming the file and the offending key.
+    """
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.is_file():
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        with path.open("rb") as file:
+            raw = tomllib.load(file)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file", path=str(path)) from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}", path=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", path=str(path)) from exc
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ConfigError(f"{path}: {key}: {message}{more}", path=str(path), key=key) from exc
