@@ -7,10 +7,12 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from mqttproxy.broker.auth import Authenticator, DeviceAuth, StaticUsers
 from mqttproxy.broker.server import Broker
 from mqttproxy.config import Config
+from mqttproxy.webapp.server import WebServer, create_app
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ class Gateway:
             authenticators.append(StaticUsers(config.auth.users))
         self.auth = DeviceAuth(authenticators, allow_anonymous=config.auth.allow_anonymous)
         self.broker = Broker(config=config.mqtt, auth=self.auth)
+        self.web = WebServer(create_app(health=self), host=config.web.host, port=config.web.port)
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -35,9 +38,27 @@ class Gateway:
                 "hash-password`) or set allow_anonymous = true in the config file."
             )
         await self.broker.start()
+        try:
+            await self.web.start()
+        except BaseException:
+            await self.broker.stop()
+            raise
 
     async def stop(self) -> None:
+        """Stop accepting HTTP, then close every device connection."""
+        await self.web.stop()
         await self.broker.stop()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        broker = self.broker
+        listeners = [
+            {"protocol": "mqtt", "transport": item.kind, "host": item.host, "port": item.port}
+            for item in broker.listeners
+        ]
+        healthy = broker.is_serving
+        return healthy, {
+            "mqtt": {"serving": healthy, "listeners": listeners, "connections": broker.connection_count}
+        }
 
     @property
     def mqtt_port(self) -> int:

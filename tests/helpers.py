@@ -167,6 +167,9 @@ class PahoClient:
         self.client.loop_stop()
 
 
+_V5_TO_CONNACK = {0: 0, 132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
+
+
 def paho_client(
     port: int,
     client_id: str = "",
@@ -189,7 +192,9 @@ def paho_client(
     client.on_message = lambda _c, _u, message: wrapper.messages.put(message)
 
     def on_connect(_c: Any, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
-        wrapper.connack.put((bool(flags.session_present), reason.value))
+        # paho reports MQTT 5 reason codes even for 3.1.1; map back to CONNACK's.
+        code = _V5_TO_CONNACK.get(reason.value, reason.value)
+        wrapper.connack.put((bool(flags.session_present), code))
 
     client.on_connect = on_connect
     client.on_disconnect = lambda _c, _u, _f, reason, _p: wrapper.disconnects.put(reason.value)

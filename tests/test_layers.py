@@ -15,6 +15,7 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": {"errors"},
     "config": {"errors"},
     "broker": {"protocol", "config", "errors"},
+    "webapp": {"config", "errors"},
 }
 
 
