@@ -62,9 +62,9 @@ _REQUIRED_FLAGS: dict[int, int] = {
 
 
 def encode_remaining_length(length: int) -> bytes:
-    if length < 128:
+    if 0 <= length < 128:
         return _SMALL_LENGTHS[length]
-    if length > MAX_REMAINING_LENGTH:
+    if not 0 <= length <= MAX_REMAINING_LENGTH:
         raise LocalProtocolError(f"packet too large for MQTT: remaining length {length}")
     out = bytearray()
     while True:
@@ -80,12 +80,18 @@ def encode_remaining_length(length: int) -> bytes:
 _SMALL_LENGTHS = [bytes((n,)) for n in range(128)]
 
 
-def _encode_string(value: str) -> bytes:
+def _encode_utf8(value: str) -> bytes:
+    if "\x00" in value:
+        raise LocalProtocolError(f"a string must not contain U+0000 [MQTT-1.5.3-2]: {value!r}")
     try:
-        raw = value.encode("utf-8")
+        return value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise LocalProtocolError(f"not encodable as UTF-8: {value!r}") from exc
-    return _encode_binary(raw)
+        # Lone surrogates have no UTF-8 encoding [MQTT-1.5.3-1].
+        raise LocalProtocolError(f"not encodable as UTF-8 [MQTT-1.5.3-1]: {value!r}") from exc
+
+
+def _encode_string(value: str) -> bytes:
+    return _encode_binary(_encode_utf8(value))
 
 
 def _encode_binary(value: bytes) -> bytes:
@@ -155,7 +161,7 @@ def publish_bytes(
 
 
 def encode_publish(packet: Publish) -> bytes:
-    topic = packet.topic.encode("utf-8")
+    topic = _encode_utf8(packet.topic)
     if len(topic) > MAX_STRING_LENGTH:
         raise LocalProtocolError(f"a topic name is at most 65535 bytes, not {len(topic)} [MQTT-4.7.3-3]")
     return publish_bytes(topic, packet.payload, packet.qos, packet.retain, packet.dup, packet.packet_id)

@@ -6,9 +6,11 @@ sessions, subscriptions or authentication; the broker decides what a packet
 means, this file only decides whether it may appear at this point.
 
     AWAIT_CONNECT --recv CONNECT--> CONNECT_RECEIVED
+    AWAIT_CONNECT --recv CONNECT that must be refused--> CONNECT_REFUSED
     CONNECT_RECEIVED --send CONNACK(0)--> CONNECTED
-    CONNECT_RECEIVED --send CONNACK(refused)--> CLOSED
+    CONNECT_RECEIVED, CONNECT_REFUSED --send CONNACK(refused)--> CLOSED
     CONNECTED --recv DISCONNECT--> CLOSED
+    any --recv malformed bytes--> CLOSED
 
 A client may send packets right after CONNECT without waiting for CONNACK
 (3.1.4), so CONNECT_RECEIVED receives what CONNECTED does; the broker holds
@@ -28,6 +30,7 @@ from mqttproxy.protocol.packets import Connack, ConnectReturnCode, Packet, Packe
 class ConnectionState(Enum):
     AWAIT_CONNECT = "await-connect"
     CONNECT_RECEIVED = "connect-received"
+    CONNECT_REFUSED = "connect-refused"
     CONNECTED = "connected"
     CLOSED = "closed"
 
@@ -64,6 +67,7 @@ RECEIVABLE: dict[ConnectionState, frozenset[int]] = {
     ConnectionState.AWAIT_CONNECT: frozenset({PacketType.CONNECT}),  # [MQTT-3.1.0-1]
     ConnectionState.CONNECT_RECEIVED: _FROM_CLIENT_AFTER_CONNECT,
     ConnectionState.CONNECTED: _FROM_CLIENT_AFTER_CONNECT,  # a 2nd CONNECT is a violation [MQTT-3.1.0-2]
+    ConnectionState.CONNECT_REFUSED: frozenset(),
     ConnectionState.CLOSED: frozenset(),
 }
 
@@ -72,6 +76,7 @@ SENDABLE: dict[ConnectionState, frozenset[int]] = {
     ConnectionState.AWAIT_CONNECT: frozenset(),
     ConnectionState.CONNECT_RECEIVED: frozenset({PacketType.CONNACK}),  # [MQTT-3.2.0-1]
     ConnectionState.CONNECTED: _TO_CLIENT_AFTER_CONNECT,
+    ConnectionState.CONNECT_REFUSED: frozenset({PacketType.CONNACK}),
     ConnectionState.CLOSED: frozenset(),
 }
 
@@ -106,7 +111,16 @@ class ServerConnection:
         Raises ``RemoteProtocolError`` for malformed bytes or a packet that may
         not appear in the current state.
         """
-        packet = self._decoder.next_packet()
+        try:
+            packet = self._decoder.next_packet()
+        except RemoteProtocolError as exc:
+            if exc.return_code is not None and self.state is ConnectionState.AWAIT_CONNECT:
+                # A CONNECT refused with a return code (e.g. an unsupported
+                # protocol level [MQTT-3.1.2-2]): that CONNACK may still be sent.
+                self._set_state(ConnectionState.CONNECT_REFUSED)
+            else:
+                self._set_state(ConnectionState.CLOSED)
+            raise
         if packet is None:
             return None
         packet_type = _TYPE_OF[type(packet)]
@@ -130,6 +144,8 @@ class ServerConnection:
             raise LocalProtocolError(f"cannot send {packet_type.name} in state {self.state.value}")
         if isinstance(packet, Connack):
             accepted = packet.return_code == ConnectReturnCode.ACCEPTED
+            if accepted and self.state is ConnectionState.CONNECT_REFUSED:
+                raise LocalProtocolError("this CONNECT can only be refused")
             # [MQTT-3.2.2-5] a refusing CONNACK is followed by closing.
             self._set_state(ConnectionState.CONNECTED if accepted else ConnectionState.CLOSED)
         return encode_packet(packet)

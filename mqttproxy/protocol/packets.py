@@ -100,6 +100,8 @@ class Connect:
     protocol_level: int = PROTOCOL_LEVEL
 
     def __post_init__(self) -> None:
+        if not 0 <= self.protocol_level <= 0xFF:
+            raise LocalProtocolError(f"protocol level is one byte, not {self.protocol_level}")
         if not 0 <= self.keep_alive <= 0xFFFF:
             raise LocalProtocolError(f"keep alive must be 0..65535, not {self.keep_alive}")
         if self.password is not None and self.username is None:
@@ -192,6 +194,9 @@ class Suback:
 
     def __post_init__(self) -> None:
         _check_packet_id(self.packet_id, "SUBACK")
+        if not self.return_codes:
+            # [MQTT-3.9.3-1] one return code per topic filter, and a SUBSCRIBE has at least one.
+            raise LocalProtocolError("a SUBACK needs at least one return code")
         for code in self.return_codes:
             if code not in (0x00, 0x01, 0x02, 0x80):
                 raise LocalProtocolError(f"SUBACK return code {code:#x} is reserved [MQTT-3.9.3-2]")
