@@ -72,7 +72,12 @@ class ClientConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._auth_task: asyncio.Task[None] | None = None
         self._outgoing: list[bytes] = []
+        self._outgoing_bytes = 0
+        self._write_limit = broker.config.write_buffer_limit
+        # True while the client reads slower than we write: QoS 0 to it is dropped.
         self.writing_paused = False
+        self._transport_paused = False
+        self._reading_paused = False
         self._closing = False
 
     def __repr__(self) -> str:
@@ -120,10 +125,27 @@ class ClientConnection(asyncio.Protocol):
         self._broker.forget(self)
 
     def pause_writing(self) -> None:
+        # The client is not reading: stop reading from it too, so it cannot
+        # make us buffer answers (PINGRESP, acks) it never collects.
+        self._transport_paused = True
         self.writing_paused = True
+        self._update_reading()
 
     def resume_writing(self) -> None:
-        self.writing_paused = False
+        self._transport_paused = False
+        self.writing_paused = self._outgoing_bytes > self._write_limit
+        self._update_reading()
+
+    def _update_reading(self) -> None:
+        """Read from the socket unless authentication or a full write buffer says wait."""
+        pause = self._auth_task is not None or self._transport_paused
+        if pause == self._reading_paused or self._transport is None or self._closing:
+            return
+        self._reading_paused = pause
+        if pause:
+            self._transport.pause_reading()
+        else:
+            self._transport.resume_reading()
 
     # --- writing ----------------------------------------------------------
 
@@ -133,6 +155,11 @@ class ClientConnection(asyncio.Protocol):
         if not out:
             self._broker.schedule_flush(self)
         out.append(data)
+        # Bytes not yet handed to the transport count towards the limit too:
+        # one read can ask for many answers (a SUBSCRIBE replaying retained messages).
+        self._outgoing_bytes += len(data)
+        if self._outgoing_bytes > self._write_limit:
+            self.writing_paused = True
 
     def flush(self) -> None:
         out = self._outgoing
@@ -140,9 +167,11 @@ class ClientConnection(asyncio.Protocol):
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
+        self._outgoing_bytes = 0
         transport = self._transport
         if transport is not None and not transport.is_closing():
-            transport.write(data)
+            transport.write(data)  # may call pause_writing()
+        self.writing_paused = self._transport_paused
 
     # --- closing ----------------------------------------------------------
 
@@ -178,7 +207,7 @@ class ClientConnection(asyncio.Protocol):
     def _on_protocol_error(self, exc: RemoteProtocolError) -> None:
         self._stats.protocol_errors += 1
         logger.warning("closing connection from %s (client %s): %s", self.peer, self.client_id or "-", exc)
-        if exc.return_code is not None and self._mqtt.state is ConnectionState.CONNECT_RECEIVED:
+        if exc.return_code is not None and self._mqtt.state is ConnectionState.CONNECT_REFUSED:
             self.write(self._mqtt.send(Connack(return_code=ConnectReturnCode(exc.return_code))))
         # 3.1.2.5: a protocol error is a reason to publish the will.
         self.close(f"protocol error: {exc}", publish_will=True)
@@ -186,7 +215,7 @@ class ClientConnection(asyncio.Protocol):
     def _on_connect_timeout(self) -> None:
         self._timer = None
         logger.warning(
-            "closing connection from %s: no CONNECT within %.0fs",
+            "closing connection from %s: no CONNECT within %gs",
             self.peer,
             self._broker.config.connect_timeout,
         )
@@ -277,11 +306,10 @@ class ClientConnection(asyncio.Protocol):
         )
         # Authentication may wait on a hash or a database: stop reading until
         # it is decided, and keep what already arrived for after CONNACK.
-        assert self._transport is not None
-        self._transport.pause_reading()
         self._auth_task = self._loop.create_task(
             self._authenticate(packet, request), name=f"mqtt-auth-{self.peer}"
         )
+        self._update_reading()
 
     async def _authenticate(self, packet: Connect, request: ConnectRequest) -> None:
         try:
@@ -298,8 +326,7 @@ class ClientConnection(asyncio.Protocol):
             self._refuse(decision.return_code, f"authentication failed for user {request.username!r}")
             return
         self._accept(packet, decision)
-        assert self._transport is not None
-        self._transport.resume_reading()
+        self._update_reading()
         self._process()
 
     def _refuse(self, code: ConnectReturnCode, reason: str) -> None:
@@ -386,6 +413,8 @@ class ClientConnection(asyncio.Protocol):
             qos = min(message.qos, granted)
             if qos:
                 session.deliver(message, qos, retain=True)
+            elif self.writing_paused:
+                self._stats.dropped_slow_consumer += 1
             else:
                 self.write(publish_bytes(message.topic.encode(), message.payload, 0, True, False, None))
                 self._stats.messages_sent += 1
