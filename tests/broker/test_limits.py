@@ -449,3 +449,18 @@ def test_retained_qos0_replay_to_a_stalled_reader_respects_write_buffer_limit(
 
 def raw_subscribe_bytes(packet_id: int, topic_filter: str, qos: int = 0) -> bytes:
     return encode_packet(Subscribe(packet_id=packet_id, subscriptions=((topic_filter, qos),)))
+
+
+def test_a_client_that_stops_reading_is_not_read_from(gateway: ThreadedGateway) -> None:
+    """While its socket buffer is full, a client's requests wait, so its answers cannot pile up."""
+    with RawClient(gateway.port) as client:
+        client.connect("not-reading")
+        connection = gateway.call(lambda: gateway.broker.sessions["not-reading"].connection)
+        # What the transport does once the client's unread bytes pass the high-water
+        # mark; filling a loopback socket for real takes megabytes.
+        gateway.call(connection.pause_writing)
+        assert not gateway.call(connection._transport.is_reading)
+        client.send(Pingreq())
+        client.assert_open()  # not answered while paused
+        gateway.call(connection.resume_writing)
+        assert client.recv() == Pingresp()
