@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One accepted PUBLISH, decoded once and shared by every consumer.
 
-    ``source`` says where it came from (``client:<id>``, ``upstream:<id>``,
-    ``broker``) so a consumer can avoid sending a message back where it came
-    from. ``received_at`` is the event-loop clock when it arrived.
+    A tuple, so it is immutable and cheap to build: one is made per message on
+    the hot path. ``source`` says where it came from (``client:<id>``,
+    ``upstream:<id>``, ``broker``) so a consumer can avoid sending a message
+    back where it came from. ``received_at`` is the event-loop clock when it
+    arrived.
     """
 
     topic: str

@@ -8,6 +8,7 @@ packet the spec forbids raises ``LocalProtocolError``.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 
 from mqttproxy.errors import LocalProtocolError, RemoteProtocolError
@@ -130,31 +131,27 @@ def encode_connack(packet: Connack) -> bytes:
     return bytes((0x20, 2, 1 if packet.session_present else 0, packet.return_code))
 
 
+_SHORT_PUBLISH_HEAD = struct.Struct(">BBH")  # first byte, 1-byte remaining length, topic length
+
+
 def publish_bytes(
     topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int | None
 ) -> bytes:
     """Encode a PUBLISH from trusted, already validated fields (the hot path)."""
     first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
     topic_length = len(topic)
-    if packet_id is None:
-        length = 2 + topic_length + len(payload)
-        return b"".join(
-            (
-                bytes((first,)),
-                encode_remaining_length(length),
-                topic_length.to_bytes(2, "big"),
-                topic,
-                payload,
-            )
-        )
-    length = 4 + topic_length + len(payload)
+    packet_id_bytes = b"" if packet_id is None else packet_id.to_bytes(2, "big")
+    length = 2 + topic_length + len(packet_id_bytes) + len(payload)
+    if length < 128:
+        # Most telemetry fits a one-byte remaining length: one struct call.
+        return _SHORT_PUBLISH_HEAD.pack(first, length, topic_length) + topic + packet_id_bytes + payload
     return b"".join(
         (
             bytes((first,)),
             encode_remaining_length(length),
             topic_length.to_bytes(2, "big"),
             topic,
-            packet_id.to_bytes(2, "big"),
+            packet_id_bytes,
             payload,
         )
     )
@@ -354,8 +351,18 @@ def decode_connack(flags: int, buf: bytes, start: int, end: int) -> Connack:
 
 
 def decode_publish(flags: int, buf: bytes, start: int, end: int) -> Publish:
+    # The hot path: the topic is read inline rather than through _read_string;
+    # Publish itself refuses U+0000 and wildcards in it.
     qos = (flags >> 1) & 0x03
-    topic, pos = _read_string(buf, start, end)
+    if start + 2 > end:
+        raise RemoteProtocolError("PUBLISH ends inside its topic length")
+    pos = start + 2 + ((buf[start] << 8) | buf[start + 1])
+    if pos > end:
+        raise RemoteProtocolError("PUBLISH topic runs past the end of the packet")
+    try:
+        topic = buf[start + 2 : pos].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RemoteProtocolError("a topic is not well-formed UTF-8 [MQTT-1.5.3-1]") from exc
     packet_id = None
     if qos:
         packet_id = _read_uint16(buf, pos, end)
@@ -484,6 +491,17 @@ def check_first_byte(first_byte: int) -> None:
         )
 
 
+def _is_valid_first_byte(first_byte: int) -> bool:
+    try:
+        check_first_byte(first_byte)
+    except RemoteProtocolError:
+        return False
+    return True
+
+
+_VALID_FIRST_BYTE = [_is_valid_first_byte(value) for value in range(256)]
+
+
 class Decoder:
     """Incremental decoder: feed bytes with ``receive_data``, take packets with ``next_packet``.
 
@@ -527,7 +545,8 @@ class Decoder:
         if available < 1:
             return None
         first_byte = buf[pos]
-        check_first_byte(first_byte)
+        if not _VALID_FIRST_BYTE[first_byte]:
+            check_first_byte(first_byte)  # raises, saying what is wrong
         # 2.2.3 remaining length: 7 bits a byte, at most 4 bytes.
         length = 0
         shift = 0

@@ -88,15 +88,30 @@ ON_RECEIVE: dict[tuple[ConnectionState, int], ConnectionState] = {
 }
 
 
+def _receive_lookup(state: ConnectionState) -> dict[type, ConnectionState]:
+    """packet class -> state after receiving it, for the packets ``state`` may receive.
+
+    Derived from the tables above so the per-packet check is one dict lookup.
+    """
+    return {
+        cls: ON_RECEIVE.get((state, packet_type), state)
+        for cls, packet_type in _TYPE_OF.items()
+        if packet_type in RECEIVABLE[state]
+    }
+
+
+_RECEIVE_LOOKUP = {state: _receive_lookup(state) for state in ConnectionState}
+
+
 class ServerConnection:
     """Sans-IO server side of a connection: ``receive_data``, ``next_packet``, ``send``."""
 
-    __slots__ = ("_decoder", "_receivable", "state")
+    __slots__ = ("_decoder", "_receive", "state")
 
     def __init__(self, *, max_packet_size: int) -> None:
         self._decoder = Decoder(max_packet_size=max_packet_size)
         self.state = ConnectionState.AWAIT_CONNECT
-        self._receivable = RECEIVABLE[self.state]
+        self._receive = _RECEIVE_LOOKUP[self.state]
 
     @property
     def buffered(self) -> int:
@@ -123,8 +138,9 @@ class ServerConnection:
             raise
         if packet is None:
             return None
-        packet_type = _TYPE_OF[type(packet)]
-        if packet_type not in self._receivable:
+        next_state = self._receive.get(type(packet))
+        if next_state is None:
+            packet_type = _TYPE_OF[type(packet)]
             state = self.state
             self._set_state(ConnectionState.CLOSED)
             if state is ConnectionState.AWAIT_CONNECT:
@@ -132,8 +148,7 @@ class ServerConnection:
             if packet_type == PacketType.CONNECT:
                 raise RemoteProtocolError("second CONNECT on one connection [MQTT-3.1.0-2]")
             raise RemoteProtocolError(f"a client may not send {packet_type.name}")
-        next_state = ON_RECEIVE.get((self.state, packet_type))
-        if next_state is not None:
+        if next_state is not self.state:
             self._set_state(next_state)
         return packet
 
@@ -155,4 +170,4 @@ class ServerConnection:
 
     def _set_state(self, state: ConnectionState) -> None:
         self.state = state
-        self._receivable = RECEIVABLE[state]
+        self._receive = _RECEIVE_LOOKUP[state]
