@@ -59,9 +59,11 @@ class ThreadedGateway:
     broker's state only through ``call``, which runs on the gateway's loop.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, *, loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    ) -> None:
         self.config = config
-        self.loop = asyncio.new_event_loop()
+        self.loop = (loop_factory or asyncio.new_event_loop)()
         self.gateway: Gateway | None = None
         self._thread = threading.Thread(target=self.loop.run_forever, name="gateway", daemon=True)
 

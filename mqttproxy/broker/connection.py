@@ -43,6 +43,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _PINGRESP = b"\xd0\x00"
+# Bytes read from one client before the event loop gets to run other work.
+# uvloop reads a busy socket many times per iteration; without a pause one
+# flooding publisher could hold the loop (and everyone's writes) for a second.
+_READ_BURST = 256 * 1024
+# Bytes queued for one client before they are handed to the socket at once
+# rather than at the end of the loop iteration.
+_EARLY_FLUSH = 64 * 1024
 # MQTT 3.1 limited client ids to 23 characters; 3.1.1 lets the server allow more.
 _MAX_CLIENT_ID_V31 = 23
 
@@ -78,6 +85,8 @@ class ClientConnection(asyncio.Protocol):
         self.writing_paused = False
         self._transport_paused = False
         self._reading_paused = False
+        self._burst_bytes = 0
+        self._yielding = False
         self._closing = False
 
     def __repr__(self) -> str:
@@ -108,6 +117,16 @@ class ClientConnection(asyncio.Protocol):
         self._mqtt.receive_data(data)
         if self._auth_task is None:
             self._process()
+        self._burst_bytes += len(data)
+        if self._burst_bytes >= _READ_BURST and not self._yielding:
+            self._yielding = True
+            self._update_reading()
+            self._loop.call_soon(self._end_burst)
+
+    def _end_burst(self) -> None:
+        self._burst_bytes = 0
+        self._yielding = False
+        self._update_reading()
 
     def eof_received(self) -> bool:
         return False  # close our side too
@@ -137,8 +156,8 @@ class ClientConnection(asyncio.Protocol):
         self._update_reading()
 
     def _update_reading(self) -> None:
-        """Read from the socket unless authentication or a full write buffer says wait."""
-        pause = self._auth_task is not None or self._transport_paused
+        """Read from the socket unless authentication, a full write buffer or a burst says wait."""
+        pause = self._auth_task is not None or self._transport_paused or self._yielding
         if pause == self._reading_paused or self._transport is None or self._closing:
             return
         self._reading_paused = pause
@@ -158,7 +177,9 @@ class ClientConnection(asyncio.Protocol):
         # Bytes not yet handed to the transport count towards the limit too:
         # one read can ask for many answers (a SUBSCRIBE replaying retained messages).
         self._outgoing_bytes += len(data)
-        if self._outgoing_bytes > self._write_limit:
+        if self._outgoing_bytes >= _EARLY_FLUSH:
+            self.flush()
+        elif self._outgoing_bytes > self._write_limit:
             self.writing_paused = True
 
     def flush(self) -> None:

@@ -8,10 +8,13 @@ before it is still served, and that the matching counter and log line moved.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +44,7 @@ from tests.broker.bad_clients import (
     subscribe_acked,
     wait_for_connections,
 )
-from tests.helpers import RawClient, ThreadedGateway, wait_until
+from tests.helpers import RawClient, ThreadedGateway, make_config, wait_until
 
 GatewayFactory = Callable[..., ThreadedGateway]
 
@@ -464,3 +467,46 @@ def test_a_client_that_stops_reading_is_not_read_from(gateway: ThreadedGateway) 
         client.assert_open()  # not answered while paused
         gateway.call(connection.resume_writing)
         assert client.recv() == Pingresp()
+
+
+def _event_loops() -> list[object]:
+    loops: list[object] = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+    except ImportError:  # the 'fast' extra is optional
+        return loops
+    return [*loops, pytest.param(uvloop.new_event_loop, id="uvloop")]
+
+
+@pytest.mark.parametrize("loop_factory", _event_loops())
+def test_a_flooding_publisher_is_read_no_faster_than_delivered(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """QoS 0 to a subscriber that keeps reading is not dropped however hard one client publishes.
+
+    uvloop reads a busy socket up to 32 times per loop iteration; the broker
+    must still hand each burst on before reading the next, not buffer
+    megabytes for one iteration and drop them as a "slow" consumer.
+    """
+    count = 40_000  # about 5 MB of PUBLISH in one sendall
+    gateway = ThreadedGateway(make_config(tmp_path), loop_factory=loop_factory).start()
+    try:
+        with RawClient(gateway.port) as subscriber, RawClient(gateway.port) as publisher:
+            subscriber.connect("reader")
+            subscribe_acked(subscriber, "flood", 0)
+            publisher.connect("flooder")
+            packet = encode_packet(Publish(topic="flood", payload=bytes(100)))
+            sender = threading.Thread(target=publisher.sock.sendall, args=(packet * count,))
+            sender.start()
+            expected = count * len(packet)  # each delivery is the same bytes as published
+            received = 0
+            subscriber.sock.settimeout(10)
+            while received < expected:
+                data = subscriber.sock.recv(1 << 20)
+                assert data, "closed"
+                received += len(data)
+            sender.join(10)
+            assert received == expected
+        assert stat(gateway, "dropped_slow_consumer") == 0
+    finally:
+        gateway.stop()
