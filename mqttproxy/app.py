@@ -7,12 +7,14 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mqttproxy.broker.auth import Authenticator, DeviceAuth, StaticUsers
 from mqttproxy.broker.server import Broker
 from mqttproxy.config import Config
-from mqttproxy.webapp.server import WebServer, create_app
+
+if TYPE_CHECKING:
+    from mqttproxy.webapp.server import WebServer
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,13 @@ class Gateway:
             authenticators.append(StaticUsers(config.auth.users))
         self.auth = DeviceAuth(authenticators, allow_anonymous=config.auth.allow_anonymous)
         self.broker = Broker(config=config.mqtt, auth=self.auth)
-        self.web = WebServer(create_app(health=self), host=config.web.host, port=config.web.port)
+        self.web: WebServer | None = None
+        if config.web.enabled:
+            # Imported only when serving HTTP: aiohttp is about a quarter of
+            # the process's memory, which an MQTT-only edge box can keep.
+            from mqttproxy.webapp.server import WebServer, create_app
+
+            self.web = WebServer(create_app(health=self), host=config.web.host, port=config.web.port)
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -38,6 +46,9 @@ class Gateway:
                 "hash-password`) or set allow_anonymous = true in the config file."
             )
         await self.broker.start()
+        if self.web is None:
+            logger.info("web listener disabled ([web] enabled = false)")
+            return
         try:
             await self.web.start()
         except BaseException:
@@ -46,7 +57,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting HTTP, then close every device connection."""
-        await self.web.stop()
+        if self.web is not None:
+            await self.web.stop()
         await self.broker.stop()
 
     def health(self) -> tuple[bool, dict[str, Any]]:

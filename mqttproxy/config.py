@@ -86,6 +86,7 @@ class AuthConfig(_Section):
 
 
 class WebConfig(_Section):
+    enabled: bool = True
     host: str = "0.0.0.0"
     port: Port = 3000
 

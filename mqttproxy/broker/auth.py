@@ -10,24 +10,31 @@ authenticator; the device registry plugs in beside them.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from typing import TYPE_CHECKING, Protocol
 
 from mqttproxy.config import StaticUser
 from mqttproxy.protocol.packets import ConnectReturnCode
 
-# OWASP's recommended Argon2id parameters (19 MiB, 2 passes, 1 lane): strong,
-# yet cheap enough that a reconnect storm of devices does not exhaust memory.
-_HASHER = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+
+@functools.cache
+def _hasher() -> PasswordHasher:
+    # Imported on first use: a gateway without static users never loads it.
+    from argon2 import PasswordHasher
+
+    # OWASP's recommended Argon2id parameters (19 MiB, 2 passes, 1 lane): strong,
+    # yet cheap enough that a reconnect storm of devices does not exhaust memory.
+    return PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
 
 
 def hash_password(password: str) -> str:
     """An Argon2id hash of ``password``, for ``[[auth.users]] password_hash``."""
-    return _HASHER.hash(password)
+    return _hasher().hash(password)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,9 +90,11 @@ class StaticUsers:
 
 
 def _verify(password_hash: str, password: bytes) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _HASHER.verify(password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):  # a mismatch is a VerificationError
         return False
 
 

@@ -202,3 +202,21 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         assert "Traceback" not in second.stderr
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
+
+
+def test_web_listener_can_be_disabled(tmp_path: Path) -> None:
+    config = _write_config(
+        tmp_path, '[auth]\nallow_anonymous = true\n[mqtt]\nhost = "127.0.0.1"\n[web]\nenabled = false\n'
+    )
+    with running(_command("run", "--config", str(config), "--mqtt-port", "0"), tmp_path) as (
+        process,
+        port,
+        lines,
+    ):
+        paho_client(port, "mqtt-only").disconnect()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 0
+        assert process.stderr is not None
+        log = "".join(lines) + process.stderr.read()
+    assert "web listener disabled" in log
+    assert "listening http" not in log
