@@ -344,7 +344,11 @@ class ClientConnection(asyncio.Protocol):
         if not decision.accepted:
             self._stats.auth_failures += 1
             # Never log the password; the user name helps operators find the device.
-            self._refuse(decision.return_code, f"authentication failed for user {request.username!r}")
+            if request.username is None:
+                reason = "no credentials, and anonymous access is off ([auth] allow_anonymous)"
+            else:
+                reason = f"authentication failed for user {request.username!r}"
+            self._refuse(decision.return_code, reason)
             return
         self._accept(packet, decision)
         self._update_reading()
@@ -401,8 +405,8 @@ class ClientConnection(asyncio.Protocol):
 
     def _publish(self, packet: Publish) -> None:
         topic = packet.topic
-        if topic.startswith("$SYS"):
-            # $SYS/ is the broker's own namespace; clients do not write there.
+        if topic.startswith("$SYS/") or topic == "$SYS":
+            # $SYS is the broker's own namespace; clients do not write there.
             self._stats.dropped_sys_topic += 1
             return
         self._stats.messages_received += 1

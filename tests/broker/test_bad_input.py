@@ -566,7 +566,8 @@ def test_authentication(
         refused = code != ConnectReturnCode.ACCEPTED
         assert stat(gateway, "auth_failures") == int(refused)
         if refused:
-            assert_warning_logged(caplog, peer, "authentication failed")
+            expected = "authentication failed" if username is not None else "anonymous access is off"
+            assert_warning_logged(caplog, peer, expected)
         bystander.assert_served()
     for secret in (PASSWORD, WRONG_PASSWORD):
         assert secret not in caplog.text

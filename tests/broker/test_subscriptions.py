@@ -98,6 +98,17 @@ def test_clients_cannot_publish_to_sys(gateway: ThreadedGateway) -> None:
     subscriber.disconnect()
 
 
+def test_only_the_sys_level_itself_is_reserved(gateway: ThreadedGateway) -> None:
+    subscriber = paho_client(gateway.port, "sub")
+    subscriber.subscribe("$SYSTEM/#", 0)
+    publisher = paho_client(gateway.port, "pub")
+    publisher.publish("$SYSTEM/status", b"not the broker's", qos=1)
+    assert subscriber.get().payload == b"not the broker's"
+    assert gateway.call(lambda: gateway.broker.stats.dropped_sys_topic) == 0
+    publisher.disconnect()
+    subscriber.disconnect()
+
+
 def test_many_subscribers_each_get_one_copy(gateway: ThreadedGateway) -> None:
     subscribers = [paho_client(gateway.port, f"sub{index}") for index in range(5)]
     for subscriber in subscribers:
