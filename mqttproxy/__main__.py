@@ -16,6 +16,7 @@ from mqttproxy.app import serve
 from mqttproxy.broker.auth import hash_password
 from mqttproxy.config import DEFAULT_CONFIG_PATH, Config, load_config
 from mqttproxy.errors import ConfigError
+from mqttproxy.upstream.store import BrokerStore
 
 EXIT_CONFIG_ERROR = 2
 
@@ -84,6 +85,9 @@ def _run(config: Config) -> int:
     with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
         try:
             runner.run(serve(config))
+        except ConfigError as exc:
+            logger.error("cannot start: %s", exc)
+            return EXIT_CONFIG_ERROR
         except OSError as exc:
             logger.error("cannot start: %s", exc)
             return 1
@@ -105,6 +109,19 @@ def _hash_password() -> int:
     return 0
 
 
+def _check_config(config: Config, path: Path | None) -> int:
+    source = path or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None)
+    print(f"{source}: ok" if source else "no config file: built-in defaults are valid")
+    store = BrokerStore(config.data_dir / "brokers.json", secret_key=config.upstream.effective_secret_key())
+    try:
+        records = store.load()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    print(f"{store.path}: {len(records)} upstream broker(s), ok")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "hash-password":
@@ -115,9 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     if args.command == "check-config":
-        source = args.config or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None)
-        print(f"{source}: ok" if source else "no config file: built-in defaults are valid")
-        return 0
+        return _check_config(config, args.config)
     return _run(_apply_overrides(config, args))
 
 

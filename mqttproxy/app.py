@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from mqttproxy.broker.auth import Authenticator, DeviceAuth, StaticUsers
 from mqttproxy.broker.server import Broker
 from mqttproxy.config import Config
+from mqttproxy.upstream.fanout import FanOut
+from mqttproxy.upstream.store import BrokerStore
 
 if TYPE_CHECKING:
     from mqttproxy.webapp.server import WebServer
@@ -29,6 +31,15 @@ class Gateway:
             authenticators.append(StaticUsers(config.auth.users))
         self.auth = DeviceAuth(authenticators, allow_anonymous=config.auth.allow_anonymous)
         self.broker = Broker(config=config.mqtt, auth=self.auth)
+        self.fanout = FanOut(
+            store=BrokerStore(
+                config.data_dir / "brokers.json", secret_key=config.upstream.effective_secret_key()
+            ),
+            gateway_id=config.gateway_id,
+            connect_timeout=config.upstream.connect_timeout,
+            dispatch=self.broker.dispatcher.dispatch,
+        )
+        self.broker.dispatcher.add_hook("upstream", self.fanout.on_message)
         self.web: WebServer | None = None
         if config.web.enabled:
             # Imported only when serving HTTP: aiohttp is about a quarter of
@@ -39,13 +50,20 @@ class Gateway:
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
+        # A broken brokers.json stops start-up before any port is bound.
+        self.fanout.load()
         if not self.config.auth.allow_anonymous and not self.config.auth.users:
             logger.warning(
                 "no device credentials are configured and [auth] allow_anonymous is false: every "
                 "CONNECT will be refused. Add [[auth.users]] entries (hashes from `mqttproxy "
                 "hash-password`) or set allow_anonymous = true in the config file."
             )
-        await self.broker.start()
+        await self.fanout.start()
+        try:
+            await self.broker.start()
+        except BaseException:
+            await self.fanout.stop()
+            raise
         if self.web is None:
             logger.info("web listener disabled ([web] enabled = false)")
             return
@@ -53,13 +71,15 @@ class Gateway:
             await self.web.start()
         except BaseException:
             await self.broker.stop()
+            await self.fanout.stop()
             raise
 
     async def stop(self) -> None:
-        """Stop accepting HTTP, then close every device connection."""
+        """Stop accepting HTTP, close every device connection, then deliver and close upstream links."""
         if self.web is not None:
             await self.web.stop()
         await self.broker.stop()
+        await self.fanout.stop()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         broker = self.broker

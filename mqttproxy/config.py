@@ -7,11 +7,14 @@ and the file instead of a setting silently ignored. Defaults here are the
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from mqttproxy.errors import ConfigError
 
@@ -85,6 +88,23 @@ class AuthConfig(_Section):
         return users
 
 
+class UpstreamConfig(_Section):
+    # Encrypts upstream passwords in brokers.json; MQTTPROXY_SECRET_KEY overrides it.
+    secret_key: SecretStr | None = None
+    connect_timeout: Seconds = 10.0
+
+    def effective_secret_key(self) -> str | None:
+        from_environment = os.environ.get("MQTTPROXY_SECRET_KEY")
+        if from_environment:
+            return from_environment
+        return self.secret_key.get_secret_value() if self.secret_key is not None else None
+
+
+def default_gateway_id() -> str:
+    """The host name, reduced to characters that are safe in client ids and topics."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "gateway"
+
+
 class WebConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"
@@ -92,10 +112,13 @@ class WebConfig(_Section):
 
 
 class Config(_Section):
+    # Names this gateway to upstreams: client id {client_id_prefix}-{gateway_id}.
+    gateway_id: str = Field(default_factory=default_gateway_id, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     data_dir: Path = Path("data")
     log_level: LogLevel = "info"
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 
 

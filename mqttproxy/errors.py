@@ -14,10 +14,13 @@ class MqttProxyError(Exception):
 class ConfigError(MqttProxyError):
     """The configuration file is missing, unreadable or invalid."""
 
-    def __init__(self, message: str, *, path: str | None = None, key: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, key: str | None = None, line: int | None = None
+    ) -> None:
         super().__init__(message)
         self.path = path
         self.key = key
+        self.line = line
 
 
 class ProtocolError(MqttProxyError):

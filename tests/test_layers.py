@@ -14,8 +14,10 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "protocol": {"errors"},
     "config": {"errors"},
-    "broker": {"protocol", "config", "errors"},
+    "broker": {"protocol", "config", "errors", "metrics"},
     "webapp": {"config", "errors"},
+    "upstream": {"broker", "protocol", "config", "errors", "metrics"},
+    "metrics": set(),
 }
 
 

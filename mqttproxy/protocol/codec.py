@@ -135,16 +135,32 @@ _SHORT_PUBLISH_HEAD = struct.Struct(">BBH")  # first byte, 1-byte remaining leng
 
 
 def publish_bytes(
-    topic: bytes, payload: bytes, qos: int, retain: bool, dup: bool, packet_id: int | None
+    topic: bytes,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    packet_id: int | None,
+    properties: bytes = b"",
 ) -> bytes:
-    """Encode a PUBLISH from trusted, already validated fields (the hot path)."""
+    """Encode a PUBLISH from trusted, already validated fields (the hot path).
+
+    ``properties`` is an encoded MQTT 5 property block (length included), for
+    links to MQTT 5 upstreams; 3.1.1 packets have none.
+    """
     first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
     topic_length = len(topic)
     packet_id_bytes = b"" if packet_id is None else packet_id.to_bytes(2, "big")
-    length = 2 + topic_length + len(packet_id_bytes) + len(payload)
+    length = 2 + topic_length + len(packet_id_bytes) + len(properties) + len(payload)
     if length < 128:
         # Most telemetry fits a one-byte remaining length: one struct call.
-        return _SHORT_PUBLISH_HEAD.pack(first, length, topic_length) + topic + packet_id_bytes + payload
+        return (
+            _SHORT_PUBLISH_HEAD.pack(first, length, topic_length)
+            + topic
+            + packet_id_bytes
+            + properties
+            + payload
+        )
     return b"".join(
         (
             bytes((first,)),
@@ -152,6 +168,7 @@ def publish_bytes(
             topic_length.to_bytes(2, "big"),
             topic,
             packet_id_bytes,
+            properties,
             payload,
         )
     )

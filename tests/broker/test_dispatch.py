@@ -55,7 +55,7 @@ def test_duplicate_hook_name_is_refused(gateway: ThreadedGateway) -> None:
     with pytest.raises(ValueError, match="already attached"):
         gateway.call(lambda: gateway.broker.dispatcher.add_hook("x", lambda m: None))
     gateway.call(lambda: gateway.broker.dispatcher.remove_hook("x"))
-    assert gateway.call(lambda: gateway.broker.dispatcher.hook_names) == []
+    assert "x" not in gateway.call(lambda: gateway.broker.dispatcher.hook_names)
 
 
 def test_stop_closes_clients_and_listener(gateway: ThreadedGateway) -> None:

@@ -1,0 +1,173 @@
+"""Upstream broker records: what ``data/brokers.json`` and the REST API hold.
+
+Validated with pydantic; unknown fields are errors. The password is
+write-only: it is accepted here but never part of what ``public()`` returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from mqttproxy.errors import LocalProtocolError
+from mqttproxy.protocol.topics import validate_topic_filter
+from mqttproxy.upstream.routes import RouteRule, RouteTable, check_template
+
+BrokerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+QoSLevel = Annotated[int, Field(ge=0, le=2)]
+
+
+def _check_filter(value: str) -> str:
+    try:
+        validate_topic_filter(value)
+    except LocalProtocolError as exc:
+        raise ValueError(str(exc)) from exc
+    return value
+
+
+class Route(BaseModel):
+    """One topic route.
+
+    ``out``: local messages to the upstream; ``in``: upstream messages (subscribed) to local subscribers.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    direction: Literal["out", "in"] = "out"
+    filter: str = Field(description="topic filter: local for out, on the upstream for in")
+    exclude: list[str] = Field(default_factory=list, description="filters not to forward (out only)")
+    remap: str | None = Field(default=None, description="topic on the other side: {1}.. captures, {topic}")
+    max_qos: QoSLevel = 2
+    retain: bool = Field(default=True, description="pass the RETAIN flag through")
+
+    @field_validator("filter")
+    @classmethod
+    def _valid_filter(cls, value: str) -> str:
+        return _check_filter(value)
+
+    @field_validator("exclude")
+    @classmethod
+    def _valid_excludes(cls, values: list[str]) -> list[str]:
+        return [_check_filter(value) for value in values]
+
+    @model_validator(mode="after")
+    def _valid_remap(self) -> Route:
+        if self.remap is not None:
+            check_template(self.remap, self.filter)
+        if self.exclude and self.direction == "in":
+            raise ValueError("exclude applies to out routes only")
+        return self
+
+    def rule(self) -> RouteRule:
+        return RouteRule(self.filter, tuple(self.exclude), self.remap, self.max_qos, self.retain)
+
+
+def split_host_port(entry: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port); ``ValueError`` if malformed."""
+    host, port = entry, ""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"address {entry!r}: expected [host]:port")
+        port = rest[1:]
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    if not host:
+        raise ValueError(f"address {entry!r}: no host")
+    if not port:
+        return host, default_port
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"address {entry!r}: bad port")
+    return host, int(port)
+
+
+def _existing_file(path: Path | None) -> Path | None:
+    if path is not None and not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    return path
+
+
+class BrokerSettings(BaseModel):
+    """Everything about one upstream broker but its id (the REST body of create and update)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    address: str = Field(min_length=1, max_length=253, description="host name or IP of the upstream")
+    port: int = Field(default=1883, ge=1, le=65535)
+    failover: list[str] = Field(
+        default_factory=list, description="further 'host' or 'host:port' entries tried in turn"
+    )
+    client_id_prefix: str = Field(default="mqttproxy", min_length=1, max_length=64)
+    username: str | None = None
+    password: SecretStr | None = None
+    enabled: bool = True
+    use_tls: bool = False
+    insecure_skip_verify: bool = False
+    ca_cert_path: Path | None = None
+    client_cert_path: Path | None = None
+    client_key_path: Path | None = None
+    mqtt_version: Literal["3.1.1", "5"] = "3.1.1"
+    keepalive: int = Field(default=60, ge=5, le=65535)
+    clean_session: bool = True
+    routes: list[Route] = Field(default_factory=lambda: [Route(filter="#")])
+    max_qos: QoSLevel = Field(default=1, description="QoS cap for everything sent to this upstream")
+    queue_max_messages: int = Field(default=100_000, ge=1)
+    queue_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    drop_policy: Literal["oldest", "newest"] = "oldest"
+    max_inflight: int = Field(default=100, ge=1, le=65_000)
+    ack_timeout: float = Field(
+        default=30.0, gt=0, description="seconds before an unacknowledged QoS 1/2 is sent again"
+    )
+    reconnect_min_delay: float = Field(default=0.5, gt=0)
+    reconnect_max_delay: float = Field(default=60.0, gt=0)
+
+    _ca = field_validator("ca_cert_path", "client_cert_path", "client_key_path")(_existing_file)
+
+    @field_validator("failover")
+    @classmethod
+    def _valid_failover(cls, values: list[str]) -> list[str]:
+        for value in values:
+            split_host_port(value, 1883)
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BrokerSettings:
+        if self.password is not None and self.username is None:
+            raise ValueError("password needs a username")
+        if (self.client_cert_path is None) != (self.client_key_path is None):
+            raise ValueError("client_cert_path and client_key_path go together")
+        if self.reconnect_min_delay > self.reconnect_max_delay:
+            raise ValueError("reconnect_min_delay is larger than reconnect_max_delay")
+        return self
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) to try in turn: the address, then the failovers."""
+        return [(self.address, self.port), *(split_host_port(entry, self.port) for entry in self.failover)]
+
+    def outbound(self) -> RouteTable:
+        return RouteTable([route.rule() for route in self.routes if route.direction == "out"])
+
+    def inbound(self) -> RouteTable:
+        return RouteTable([route.rule() for route in self.routes if route.direction == "in"])
+
+    def public(self) -> dict[str, object]:
+        """JSON-ready settings without the password (write-only), with whether one is set."""
+        data = self.model_dump(mode="json", exclude={"password"})
+        data["has_password"] = self.password is not None
+        return data
+
+
+class BrokerRecord(BrokerSettings):
+    """A stored upstream broker: its settings and its id."""
+
+    id: BrokerId
+
+    @classmethod
+    def create(cls, broker_id: str, settings: BrokerSettings) -> BrokerRecord:
+        return cls.model_validate({**settings.model_dump(), "id": broker_id})
+
+    def settings(self) -> BrokerSettings:
+        return BrokerSettings.model_validate(self.model_dump(exclude={"id"}))
