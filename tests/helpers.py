@@ -21,7 +21,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mqttproxy.app import Gateway
-from mqttproxy.config import AuthConfig, Config, MqttConfig, WebConfig
+from mqttproxy.config import AuthConfig, Config, MqttConfig, UpstreamConfig, WebConfig
 from mqttproxy.errors import RemoteProtocolError
 from mqttproxy.protocol.codec import Decoder, encode_packet
 from mqttproxy.protocol.packets import Connack, Connect, Packet
@@ -41,13 +41,21 @@ def require_binary(name: str) -> str:
     return path
 
 
-def make_config(tmp_path: Path, *, mqtt: dict[str, Any] | None = None, **auth: Any) -> Config:
+def make_config(
+    tmp_path: Path,
+    *,
+    mqtt: dict[str, Any] | None = None,
+    upstream: dict[str, Any] | None = None,
+    **auth: Any,
+) -> Config:
     """A config for tests: loopback, ephemeral ports, anonymous allowed unless overridden."""
     auth.setdefault("allow_anonymous", True)
     return Config(
+        gateway_id="test-gateway",
         data_dir=tmp_path / "data",
         mqtt=MqttConfig(host="127.0.0.1", port=0, **(mqtt or {})),
         auth=AuthConfig(**auth),
+        upstream=UpstreamConfig(**{"connect_timeout": 2.0, **(upstream or {})}),
         web=WebConfig(host="127.0.0.1", port=0),
     )
 

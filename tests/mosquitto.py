@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -19,18 +20,26 @@ def free_port() -> int:
 class Mosquitto:
     """One mosquitto process; ``stop``/``start`` keep its port, so clients can come back."""
 
-    def __init__(self, directory: Path, *, extra_config: str = "") -> None:
+    def __init__(self, directory: Path, *, extra_config: str = "", persistence: bool = False) -> None:
         self.executable = require_binary("mosquitto")
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.config = directory / "mosquitto.conf"
+        persistence_lines = "persistence false\n"
+        if persistence:
+            persistence_lines = f"persistence true\npersistence_location {directory}/\n"
+        if os.geteuid() == 0:
+            # Started as root, mosquitto switches to its own user, which may not
+            # reach the test's temporary directory (its database, TLS keys).
+            persistence_lines += "user root\n"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "max_queued_messages 0\n"
-            "persistence false\n"
-            "log_dest stderr\n" + extra_config
+            f"{persistence_lines}"
+            "log_dest stderr\n"
+            f"{extra_config}"
         )
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -49,10 +58,13 @@ class Mosquitto:
             else:
                 return self
 
-    def stop(self) -> None:
-        """Terminate (as a crash would look to clients: no DISCONNECT to them)."""
+    def stop(self, *, graceful: bool = False) -> None:
+        """Kill it (a crash, to its clients), or with ``graceful`` let it save its persistence file."""
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
+            if graceful:
+                self.process.terminate()
+            else:
+                self.process.kill()
             self.process.wait(TIMEOUT)
         self.process = None
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 _DRAIN_BATCH = 2_000  # PUBLISH packets encoded per drain before yielding the loop
 _HIGH_WATER = 1024 * 1024  # bytes in the socket buffer before draining waits
 _RETRY_DRAIN = 0.005  # seconds to wait for the socket buffer to empty
+_SETTLE_TIMEOUT = 2.0  # seconds a stopping link waits for its in-flight acks
 
 
 class LinkState(Enum):
@@ -100,6 +101,7 @@ class Link:
         self._inflight: dict[int, Pending] = {}
         self._window = 1
         self._drain_scheduled = False
+        self._holding = False  # set while stopping: send nothing new
         self._client: UpstreamClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._ack_timer: asyncio.TimerHandle | None = None
@@ -176,7 +178,7 @@ class Link:
     def _drain(self) -> None:
         self._drain_scheduled = False
         client = self._client
-        if client is None or not client.connected or not self._queue:
+        if client is None or not client.connected or not self._queue or self._holding:
             return
         if client.write_buffer_size() > _HIGH_WATER:
             self._schedule_drain(_RETRY_DRAIN)  # the upstream reads slowly: let the socket empty
@@ -298,7 +300,13 @@ class Link:
             self._task = self._loop.create_task(self._run(), name=f"upstream-{self.id}")
 
     async def stop(self) -> None:
-        """Disconnect gracefully and stop reconnecting; the queue is kept."""
+        """Disconnect gracefully and stop reconnecting; the queue is kept.
+
+        Sending pauses first and the in-flight window gets a moment to be
+        acknowledged, so a reconfigured link does not send those messages twice.
+        """
+        self._holding = True
+        await self._settle(_SETTLE_TIMEOUT)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -312,7 +320,14 @@ class Link:
             self._ack_timer.cancel()
             self._ack_timer = None
         self.connected_since = None
+        self._holding = False
         self._set_state(LinkState.DISABLED)
+
+    async def _settle(self, timeout: float) -> None:
+        deadline = self._loop.time() + timeout
+        client = self._client
+        while self._inflight and client is not None and client.connected and self._loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
     def discard_queue(self, reason: str) -> int:
         """Drop everything queued (the upstream was removed or disabled); return how many."""

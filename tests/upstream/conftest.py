@@ -13,8 +13,9 @@ def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
     """Start Mosquitto brokers; all are stopped after the test."""
     started: list[Mosquitto] = []
 
-    def start(extra_config: str = "") -> Mosquitto:
-        broker = Mosquitto(tmp_path / f"mosquitto-{len(started)}", extra_config=extra_config).start()
+    def start(extra_config: str = "", *, persistence: bool = False) -> Mosquitto:
+        directory = tmp_path / f"mosquitto-{len(started)}"
+        broker = Mosquitto(directory, extra_config=extra_config, persistence=persistence).start()
         started.append(broker)
         return broker
 
