@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from mqttproxy.errors import LocalProtocolError
 from mqttproxy.protocol.topics import validate_topic_filter
@@ -49,16 +49,18 @@ class Route(BaseModel):
 
     @field_validator("exclude")
     @classmethod
-    def _valid_excludes(cls, values: list[str]) -> list[str]:
+    def _valid_excludes(cls, values: list[str], info: ValidationInfo) -> list[str]:
+        if values and info.data.get("direction") == "in":
+            raise ValueError("exclude applies to out routes only")
         return [_check_filter(value) for value in values]
 
-    @model_validator(mode="after")
-    def _valid_remap(self) -> Route:
-        if self.remap is not None:
-            check_template(self.remap, self.filter)
-        if self.exclude and self.direction == "in":
-            raise ValueError("exclude applies to out routes only")
-        return self
+    @field_validator("remap")
+    @classmethod
+    def _valid_remap(cls, value: str | None, info: ValidationInfo) -> str | None:
+        topic_filter = info.data.get("filter")
+        if value is not None and topic_filter is not None:
+            check_template(value, topic_filter)
+        return value
 
     def rule(self) -> RouteRule:
         return RouteRule(self.filter, tuple(self.exclude), self.remap, self.max_qos, self.retain)
@@ -67,18 +69,20 @@ class Route(BaseModel):
 def split_host_port(entry: str, default_port: int) -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port); ``ValueError`` if malformed."""
     host, port = entry, ""
+    has_port = False
     if entry.startswith("["):
-        host, _, rest = entry[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"address {entry!r}: expected [host]:port")
-        port = rest[1:]
+        host, closed, rest = entry[1:].partition("]")
+        if not closed or (rest and not rest.startswith(":")):
+            raise ValueError(f"address {entry!r}: expected [host] or [host]:port")
+        has_port, port = bool(rest), rest[1:]
     elif entry.count(":") == 1:
         host, _, port = entry.partition(":")
+        has_port = True
     if not host:
         raise ValueError(f"address {entry!r}: no host")
-    if not port:
+    if not has_port:
         return host, default_port
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise ValueError(f"address {entry!r}: bad port")
     return host, int(port)
 
@@ -108,7 +112,7 @@ class BrokerSettings(BaseModel):
     insecure_skip_verify: bool = False
     ca_cert_path: Path | None = None
     client_cert_path: Path | None = None
-    client_key_path: Path | None = None
+    client_key_path: Path | None = Field(default=None, validate_default=True)  # checked with the cert
     mqtt_version: Literal["3.1.1", "5"] = "3.1.1"
     keepalive: int = Field(default=60, ge=5, le=65535)
     clean_session: bool = True
@@ -124,7 +128,7 @@ class BrokerSettings(BaseModel):
     reconnect_min_delay: float = Field(default=0.5, gt=0)
     reconnect_max_delay: float = Field(default=60.0, gt=0)
 
-    _ca = field_validator("ca_cert_path", "client_cert_path", "client_key_path")(_existing_file)
+    _files = field_validator("ca_cert_path", "client_cert_path")(_existing_file)
 
     @field_validator("failover")
     @classmethod
@@ -133,15 +137,27 @@ class BrokerSettings(BaseModel):
             split_host_port(value, 1883)
         return values
 
-    @model_validator(mode="after")
-    def _consistent(self) -> BrokerSettings:
-        if self.password is not None and self.username is None:
-            raise ValueError("password needs a username")
-        if (self.client_cert_path is None) != (self.client_key_path is None):
+    @field_validator("password")
+    @classmethod
+    def _password_needs_username(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is not None and info.data.get("username") is None:
+            raise ValueError("a password needs a username")
+        return value
+
+    @field_validator("client_key_path")
+    @classmethod
+    def _key_with_certificate(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if (value is None) != (info.data.get("client_cert_path") is None) and "client_cert_path" in info.data:
             raise ValueError("client_cert_path and client_key_path go together")
-        if self.reconnect_min_delay > self.reconnect_max_delay:
-            raise ValueError("reconnect_min_delay is larger than reconnect_max_delay")
-        return self
+        return _existing_file(value)
+
+    @field_validator("reconnect_max_delay")
+    @classmethod
+    def _delays_in_order(cls, value: float, info: ValidationInfo) -> float:
+        minimum = info.data.get("reconnect_min_delay")
+        if minimum is not None and minimum > value:
+            raise ValueError(f"smaller than reconnect_min_delay ({minimum:g})")
+        return value
 
     def addresses(self) -> list[tuple[str, int]]:
         """(host, port) to try in turn: the address, then the failovers."""

@@ -30,6 +30,8 @@ def check_template(template: str, topic_filter: str) -> None:
     if not template:
         raise ValueError("a remap template cannot be empty")
     literal = _PLACEHOLDER.sub("", template)
+    if "\x00" in literal:
+        raise ValueError(f"remap {template!r}: U+0000 is not allowed in topics [MQTT-4.7.3-2]")
     if SINGLE_LEVEL in literal or MULTI_LEVEL in literal or "{" in literal or "}" in literal:
         raise ValueError(
             f"remap {template!r}: only {{1}}..{{n}} and {{topic}} may stand in braces, no wildcards"
@@ -42,26 +44,29 @@ def check_template(template: str, topic_filter: str) -> None:
             )
 
 
-def captures(topic_filter: str, topic: str) -> list[str] | None:
-    """What each wildcard of ``topic_filter`` matched in ``topic``, or ``None`` if it does not match."""
+def captures(topic_filter: str, topic: str) -> list[str | None] | None:
+    """What each wildcard of ``topic_filter`` matched in ``topic``, or ``None`` if it does not match.
+
+    A ``#`` that matched the parent level itself (``a/#`` matching ``a``)
+    captures ``None``; one that matched a single empty level (``a/``) captures "".
+    """
     if not topic_matches(topic_filter, topic):
         return None
     topic_levels = topic.split(SEPARATOR)
-    found = []
+    found: list[str | None] = []
     for index, level in enumerate(topic_filter.split(SEPARATOR)):
         if level == SINGLE_LEVEL:
             found.append(topic_levels[index])
         elif level == MULTI_LEVEL:
-            found.append(SEPARATOR.join(topic_levels[index:]))
+            found.append(SEPARATOR.join(topic_levels[index:]) if index < len(topic_levels) else None)
     return found
 
 
-def render(template: str, topic: str, found: Sequence[str], *, multi_level: int | None = None) -> str:
+def render(template: str, topic: str, found: Sequence[str | None]) -> str:
     """Fill ``template`` for ``topic``.
 
-    ``multi_level`` is the number of the ``#`` capture, if the filter has one:
-    ``a/#`` also matches ``a`` itself, with an empty capture, and then the
-    separator before that placeholder goes too (``x/{1}`` gives ``x``, not ``x/``).
+    A ``#`` capture of ``None`` (``a/#`` matched ``a`` itself) takes the
+    separator before its placeholder with it: ``x/{1}`` gives ``x``, not ``x/``.
     """
 
     def replace(match: re.Match[str]) -> str:
@@ -69,9 +74,7 @@ def render(template: str, topic: str, found: Sequence[str], *, multi_level: int 
         if name == "topic":
             return separator + topic
         value = found[int(name) - 1]
-        if not value and int(name) == multi_level:
-            return ""
-        return separator + value
+        return "" if value is None else separator + value
 
     return _PLACEHOLDER_WITH_SEPARATOR.sub(replace, template)
 
@@ -92,8 +95,7 @@ class RouteRule:
             return None
         if self.remap is None:
             return topic
-        multi_level = len(found) if self.topic_filter.endswith(MULTI_LEVEL) else None
-        return render(self.remap, topic, found, multi_level=multi_level) or None
+        return render(self.remap, topic, found) or None
 
 
 @dataclass(frozen=True, slots=True)

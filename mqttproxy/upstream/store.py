@@ -57,7 +57,16 @@ class BrokerStore:
             ) from exc
         if not isinstance(document, dict) or not isinstance(document.get("brokers"), list):
             raise ConfigError(
-                f'{self.path}:1: expected {{"version": 1, "brokers": [...]}}', path=str(self.path)
+                f'{self.path}:1: expected {{"version": 1, "brokers": [...]}}', path=str(self.path), line=1
+            )
+        if document.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+            line = line_of(text, ["version"])
+            raise ConfigError(
+                f"{self.path}:{line}: version: {document['version']!r} is not a format this gateway reads "
+                f"(it writes version {FORMAT_VERSION})",
+                path=str(self.path),
+                key="version",
+                line=line,
             )
         records = []
         seen: set[str] = set()
@@ -73,13 +82,16 @@ class BrokerStore:
                 )
             seen.add(record.id)
             records.append(record)
+        self._warn_if_clear_text(records)
+        return records
+
+    def _warn_if_clear_text(self, records: Sequence[BrokerRecord]) -> None:
         if self._fernet is None and any(record.password is not None for record in records):
             logger.warning(
                 "%s stores upstream passwords in clear text: set [upstream] secret_key "
                 "(or MQTTPROXY_SECRET_KEY) to encrypt them",
                 self.path,
             )
-        return records
 
     def _record(self, text: str, index: int, raw: Any) -> BrokerRecord:
         if isinstance(raw, dict) and isinstance(raw.get("password"), dict):
@@ -90,12 +102,12 @@ class BrokerStore:
             error = exc.errors()[0]
             location = ["brokers", index, *error["loc"]]
             line = line_of(text, location)
-            field = ".".join(str(part) for part in location[2:]) or "(record)"
+            field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
             raise ConfigError(
-                f"{self.path}:{line}: brokers[{index}].{field}: {message}",
+                f"{self.path}:{line}: brokers[{index}]{field}: {message}",
                 path=str(self.path),
-                key=f"brokers.{index}.{field}",
+                key=".".join(str(part) for part in location),
                 line=line,
             ) from exc
 
@@ -120,6 +132,7 @@ class BrokerStore:
 
     def save(self, records: Sequence[BrokerRecord]) -> None:
         """Write every record atomically: temporary file, fsync, rename, fsync the directory."""
+        self._warn_if_clear_text(records)
         document = {"version": FORMAT_VERSION, "brokers": [self._serialise(record) for record in records]}
         data = (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
