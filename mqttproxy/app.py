@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from mqttproxy.broker.auth import Authenticator, DeviceAuth, StaticUsers
 from mqttproxy.broker.server import Broker
 from mqttproxy.config import Config
+from mqttproxy.metrics import GatewayCollector, LinkView
 from mqttproxy.upstream.fanout import FanOut
 from mqttproxy.upstream.store import BrokerStore
 
@@ -46,7 +47,8 @@ class Gateway:
             # the process's memory, which an MQTT-only edge box can keep.
             from mqttproxy.webapp.server import WebServer, create_app
 
-            self.web = WebServer(create_app(health=self), host=config.web.host, port=config.web.port)
+            app = create_app(health=self, metrics=GatewayCollector(self))
+            self.web = WebServer(app, host=config.web.host, port=config.web.port)
 
     async def start(self) -> None:
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +93,19 @@ class Gateway:
         return healthy, {
             "mqtt": {"serving": healthy, "listeners": listeners, "connections": broker.connection_count}
         }
+
+    def broker_counters(self) -> dict[str, int]:
+        broker = self.broker
+        return {
+            **broker.stats.as_dict(),
+            "connections": broker.connection_count,
+            "sessions": len(broker.sessions),
+            "subscriptions": broker.router.subscription_count,
+            "retained": len(broker.retained),
+        }
+
+    def upstream_links(self) -> list[LinkView]:
+        return list(self.fanout.links)
 
     @property
     def mqtt_port(self) -> int:

@@ -8,6 +8,11 @@ latencies); a collector turns the counters into Prometheus metrics when
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 # Seconds from a message's arrival at the gateway to its being written to an
 # upstream (QoS 0) or acknowledged by it (QoS 1/2).
@@ -39,3 +44,135 @@ class LatencyHistogram:
             total += count
             result.append((bound, total))
         return result
+
+
+# --- Prometheus ------------------------------------------------------------------
+#
+# Every metric the gateway exposes, defined once. The services keep plain
+# integers; ``GatewayCollector`` reads them when /metrics is scraped.
+
+
+class BrokerSource(Protocol):
+    def broker_counters(self) -> dict[str, int]:
+        """BrokerStats counters plus gauges: connections, sessions, subscriptions, retained."""
+        ...
+
+    def upstream_links(self) -> Iterable[LinkView]: ...
+
+
+class LinkView(Protocol):
+    id: str
+    forwarded: int
+    received: int
+    republished: int
+    connections: int
+    latency: LatencyHistogram
+
+    @property
+    def dropped(self) -> Mapping[str, int]: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def queue_bytes(self) -> int: ...
+
+    @property
+    def inflight(self) -> int: ...
+
+    @property
+    def is_connected(self) -> bool: ...
+
+
+_BROKER_COUNTERS = {
+    # name -> (BrokerStats field, help)
+    "mqtt_messages_received_total": ("messages_received", "PUBLISH messages accepted from devices"),
+    "mqtt_messages_sent_total": ("messages_sent", "PUBLISH messages delivered to local subscribers"),
+    "mqtt_bytes_received_total": ("bytes_received", "Bytes read from device connections"),
+    "mqtt_connections_total": ("connections_total", "Device TCP connections accepted"),
+    "mqtt_connections_refused_total": ("connections_refused", "Device connections over max_connections"),
+    "mqtt_protocol_errors_total": ("protocol_errors", "Device connections closed for a protocol error"),
+    "mqtt_auth_failures_total": ("auth_failures", "CONNECTs refused by authentication"),
+    "mqtt_dispatch_hook_errors_total": ("hook_errors", "Exceptions raised by dispatch hooks"),
+}
+_LOCAL_DROPS = {
+    "queue_full": "dropped_queue_full",
+    "slow_consumer": "dropped_slow_consumer",
+    "sys_topic": "dropped_sys_topic",
+}
+_BROKER_GAUGES = {
+    "mqtt_active_connections": ("connections", "Open device connections"),
+    "mqtt_sessions": ("sessions", "Sessions held, connected or persistent"),
+    "mqtt_subscriptions": ("subscriptions", "Subscriptions of all sessions"),
+    "mqtt_retained_messages": ("retained", "Retained messages stored"),
+}
+# Per upstream link, label "broker": name -> (LinkView attribute, help)
+_LINK_COUNTERS = {
+    "mqtt_messages_forwarded_total": ("forwarded", "Messages written (QoS 0) or acked (QoS 1/2) upstream"),
+    "mqtt_upstream_messages_received_total": ("received", "Messages received from an upstream (bridge-in)"),
+    "mqtt_upstream_republished_total": ("republished", "QoS 1/2 messages sent again (timeout, reconnect)"),
+    "mqtt_upstream_reconnects_total": ("reconnects", "Reconnections to an upstream"),
+}
+_LINK_GAUGES = {
+    "mqtt_broker_connection_status": ("is_connected", "1 while the upstream is connected"),
+    "mqtt_upstream_queue_depth": ("queue_depth", "Messages queued for an upstream"),
+    "mqtt_upstream_queue_bytes": ("queue_bytes", "Bytes queued for an upstream"),
+    "mqtt_upstream_inflight": ("inflight", "QoS 1/2 messages sent upstream and not yet acknowledged"),
+}
+_LATENCY_HELP = "Device PUBLISH received to written to (QoS 0) or acknowledged by (QoS 1/2) an upstream"
+
+
+class GatewayCollector:
+    """Turns the gateway's counters into Prometheus metric families at scrape time."""
+
+    def __init__(self, source: BrokerSource) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []  # collected fresh on every scrape
+
+    def collect(self) -> Iterator[Metric]:
+        # Imported here: prometheus_client costs 5 MB, which an MQTT-only gateway keeps.
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counters = self._source.broker_counters()
+        for name, (field, text) in _BROKER_COUNTERS.items():
+            yield CounterMetricFamily(name.removesuffix("_total"), text, value=counters[field])
+        for name, (field, text) in _BROKER_GAUGES.items():
+            yield GaugeMetricFamily(name, text, value=counters[field])
+        local = CounterMetricFamily(
+            "mqtt_local_messages_dropped", "Messages not delivered to a local subscriber", labels=["reason"]
+        )
+        for reason, field in _LOCAL_DROPS.items():
+            local.add_metric([reason], counters[field])
+        yield local
+        yield from self._links(list(self._source.upstream_links()))
+
+    def _links(self, links: list[LinkView]) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        for name, (attribute, text) in _LINK_COUNTERS.items():
+            counter = CounterMetricFamily(name.removesuffix("_total"), text, labels=["broker"])
+            for link in links:
+                counter.add_metric([link.id], _value(link, attribute))
+            yield counter
+        for name, (attribute, text) in _LINK_GAUGES.items():
+            gauge = GaugeMetricFamily(name, text, labels=["broker"])
+            for link in links:
+                gauge.add_metric([link.id], _value(link, attribute))
+            yield gauge
+        dropped_help = "Messages an upstream link dropped, by reason"
+        dropped = CounterMetricFamily("mqtt_messages_dropped", dropped_help, labels=["broker", "reason"])
+        latency = HistogramMetricFamily("mqtt_message_latency_seconds", _LATENCY_HELP, labels=["broker"])
+        for link in links:
+            for reason, count in sorted(link.dropped.items()):
+                dropped.add_metric([link.id, reason], count)
+            latency.add_metric([link.id], link.latency.cumulative(), sum_value=link.latency.sum)
+        yield dropped
+        yield latency
+
+
+def _value(link: LinkView, attribute: str) -> float:
+    if attribute == "reconnects":
+        return max(0, link.connections - 1)
+    return float(getattr(link, attribute))

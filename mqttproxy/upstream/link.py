@@ -460,6 +460,10 @@ class Link:
     # --- status -----------------------------------------------------------------------
 
     @property
+    def is_connected(self) -> bool:
+        return self.state is LinkState.CONNECTED
+
+    @property
     def queue_depth(self) -> int:
         return len(self._queue)
 

@@ -10,6 +10,12 @@ import logging
 from typing import Any, Protocol
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +27,7 @@ class HealthSource(Protocol):
 
 
 _SOURCE = web.AppKey("health_source", HealthSource)
+_REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -29,10 +36,24 @@ async def _health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if healthy else 503)
 
 
-def create_app(*, health: HealthSource) -> web.Application:
+async def _metrics(request: web.Request) -> web.Response:
+    # The 0.0.4 text format: what every Prometheus 2.x server scrapes.
+    body = generate_latest(request.app[_REGISTRY])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+def create_app(*, health: HealthSource, metrics: Collector) -> web.Application:
+    """The gateway's HTTP application: /health and /metrics (both open)."""
+    registry = CollectorRegistry()
+    registry.register(metrics)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
     app = web.Application()
     app[_SOURCE] = health
+    app[_REGISTRY] = registry
     app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
     return app
 
 
