@@ -1,0 +1,36 @@
+"""The files shipped beside the code stay valid: compose demo, seeds, config."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mqttproxy.config import load_config
+from mqttproxy.upstream.store import BrokerStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_compose_seed_brokers_load() -> None:
+    records = BrokerStore(ROOT / "config" / "compose" / "brokers.json", secret_key=None).load()
+    assert [record.id for record in records] == ["cloud", "backup"]
+    # The addresses are the compose services' names.
+    compose = (ROOT / "docker-compose.yml").read_text()
+    for record in records:
+        assert f"\n  {record.address}:\n" in compose
+
+
+def test_compose_mounts_files_that_exist() -> None:
+    compose = (ROOT / "docker-compose.yml").read_text()
+    mounted = re.findall(r"- \./([^:\s]+):", compose)
+    assert mounted
+    for relative in mounted:
+        assert (ROOT / relative).is_file(), relative
+    assert (ROOT / "Dockerfile").is_file()
+
+
+def test_shipped_config_loads() -> None:
+    config = load_config(ROOT / "config" / "proxy.toml")
+    assert config.auth.allow_anonymous is False
+    assert config.mqtt.port == 1883
+    assert config.web.port == 3000
