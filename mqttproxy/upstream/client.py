@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -125,6 +126,7 @@ class UpstreamClient:
         self._client.on_message = self._message
         self._client.on_connect = self._connack
         self._session_present = False
+        self._attempt_lost: asyncio.Event | None = None
 
     @property
     def connected(self) -> bool:
@@ -137,24 +139,41 @@ class UpstreamClient:
     async def connect(self, host: str, port: int, *, timeout: float) -> bool:
         """Connect and wait for CONNACK; return session present. Raises ``UpstreamError``."""
         version = MQTTv50 if self.mqtt5 else MQTTv311
+        connecting = asyncio.ensure_future(
+            self._client.connect(
+                host,
+                port,
+                ssl=ssl_context(self.settings) or False,
+                keepalive=self.settings.keepalive,
+                version=version,
+            )
+        )
+        self._attempt_lost = lost = asyncio.Event()
+        lost_waiter = asyncio.ensure_future(lost.wait())
         try:
             async with asyncio.timeout(timeout):
-                await self._client.connect(
-                    host,
-                    port,
-                    ssl=ssl_context(self.settings) or False,
-                    keepalive=self.settings.keepalive,
-                    version=version,
-                )
+                await asyncio.wait({connecting, lost_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not connecting.done():
+                # The upstream closed or reset the connection before any CONNACK.
+                connecting.cancel()
+                raise UpstreamError(f"{host}:{port} closed the connection before answering CONNECT")
+            connecting.result()
         except TimeoutError as exc:
-            self._drop_transport()
+            connecting.cancel()
             raise UpstreamError(f"no CONNACK from {host}:{port} within {timeout:g}s") from exc
         except MQTTConnectError as exc:
-            self._drop_transport()
             raise UpstreamRefused(f"{host}:{port} refused the connection: {exc.message}") from exc
         except (OSError, ssl.SSLError) as exc:
-            self._drop_transport()
-            raise UpstreamError(f"cannot connect to {host}:{port}: {exc.strerror or exc}") from exc
+            reason = os.strerror(exc.errno) if exc.errno and not isinstance(exc, ssl.SSLError) else str(exc)
+            raise UpstreamError(f"cannot connect to {host}:{port}: {reason}") from exc
+        except BaseException:
+            connecting.cancel()
+            raise
+        finally:
+            lost_waiter.cancel()
+            self._attempt_lost = None
+            if not connecting.done() or connecting.cancelled() or connecting.exception() is not None:
+                self._drop_transport()
         if self._client._connection is None or self._client._connection.is_closing():
             raise UpstreamError(f"{host}:{port} closed the connection during CONNECT")
         if self.mqtt5 and self._client._connection_state.protocol_version != MQTTv50:
@@ -220,13 +239,21 @@ class UpstreamClient:
         connection = self._client._connection
         if connection is not None:
             connection._transport.abort()
+            self._client._connection = None  # its late loss report is then recognised as stale
 
     # --- gmqtt callbacks --------------------------------------------------------
 
     def _on_connection_lost(self) -> None:
+        # gmqtt reports a loss some iterations after it happened: only the
+        # current connection's loss counts, not a late one from a dropped attempt.
+        connection = self._client._connection
+        if connection is None or not connection.is_closing():
+            return
         if self._connected:
             self._connected = False
             self._lost()
+        elif self._attempt_lost is not None and not self._client._connack_received.is_set():
+            self._attempt_lost.set()  # closed before CONNACK; a refusing CONNACK is reported as such
 
     def _on_pubrec(self, packet_id: int) -> None:
         self._pubrec(packet_id)

@@ -211,8 +211,9 @@ class FanOut:
         )
         self._links[record.id] = link
         self._rebuild_active()
-        link.start()
-        self._publish_state(link)
+        link.start()  # publishes "connecting" as it starts
+        if not record.enabled:
+            self._publish_state(link)
 
     def _rebuild_active(self) -> None:
         self._active = tuple(self._links.values())

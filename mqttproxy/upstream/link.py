@@ -40,6 +40,7 @@ _DRAIN_BATCH = 2_000  # PUBLISH packets encoded per drain before yielding the lo
 _HIGH_WATER = 1024 * 1024  # bytes in the socket buffer before draining waits
 _RETRY_DRAIN = 0.005  # seconds to wait for the socket buffer to empty
 _SETTLE_TIMEOUT = 2.0  # seconds a stopping link waits for its in-flight acks
+_STABLE_CONNECTION = 30.0  # seconds connected after which the backoff starts afresh
 
 
 class LinkState(Enum):
@@ -298,6 +299,7 @@ class Link:
             return
         if self._task is None:
             self._task = self._loop.create_task(self._run(), name=f"upstream-{self.id}")
+            self._set_state(LinkState.CONNECTING)
 
     async def stop(self) -> None:
         """Disconnect gracefully and stop reconnecting; the queue is kept.
@@ -378,12 +380,17 @@ class Link:
                     )
                     await asyncio.sleep(delay)
                 continue
-            attempt = 0
+            connected_at = self._loop.time()
             await self._connected(client, session_present)
             await self._lost.wait()
             self._disconnected()
+            # An upstream that accepts and soon drops us again backs off like
+            # one that refuses; a connection that lasted starts afresh.
+            if self._loop.time() - connected_at >= _STABLE_CONNECTION:
+                attempt = 0
             self._set_state(LinkState.BACKOFF)
-            await asyncio.sleep(self._backoff(0))
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
 
     def _new_client(self) -> UpstreamClient:
         if self._client is None:
