@@ -15,7 +15,7 @@ from paho.mqtt.properties import Properties
 
 from mqttproxy.upstream.client import HOP_PROPERTY
 from mqttproxy.upstream.models import Route
-from tests.helpers import TIMEOUT, ThreadedGateway, paho_client
+from tests.helpers import TIMEOUT, ThreadedGateway, paho_client, wait_until
 from tests.mosquitto import Mosquitto, free_port
 from tests.upstream.util import add, record, status, upstream_subscriber, wait_state
 
@@ -109,3 +109,34 @@ def test_tls_upstream_with_ca(
     wait_state(gateway, "insecure")
     device.disconnect()
     watcher.disconnect()
+
+
+def test_tls_upstream_requiring_a_client_certificate(
+    gateway: ThreadedGateway, mosquitto_factory: MosquittoFactory, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("gateway-7")
+    paths = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key", "client", "client-key")}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    server.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    server.private_key_pem.write_to_path(str(paths["key"]))
+    client.cert_chain_pems[0].write_to_path(str(paths["client"]))
+    client.private_key_pem.write_to_path(str(paths["client-key"]))
+    tls_port = free_port()
+    upstream = mosquitto_factory(
+        f"listener {tls_port} 127.0.0.1\n"
+        f"cafile {paths['ca']}\ncertfile {paths['cert']}\nkeyfile {paths['key']}\n"
+        "require_certificate true\n"
+    )
+    tls = {"port": tls_port, "use_tls": True, "ca_cert_path": paths["ca"]}
+    add(gateway, record("without", upstream, **tls))
+    add(
+        gateway,
+        record(
+            "with", upstream, client_cert_path=paths["client"], client_key_path=paths["client-key"], **tls
+        ),
+    )
+    wait_state(gateway, "with")
+    wait_until(lambda: status(gateway, "without")["last_error"] is not None)
+    assert status(gateway, "without")["state"] != "connected"
