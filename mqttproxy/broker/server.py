@@ -51,6 +51,7 @@ class Broker:
         self._servers: list[asyncio.Server] = []
         self._dirty: list[ClientConnection] = []
         self._flush_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
         self._closed = asyncio.Event()
         self._closed.set()
@@ -58,7 +59,8 @@ class Broker:
     # --- lifecycle ----------------------------------------------------------
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+        # Kept: asyncio.get_running_loop() costs a getpid() on every call.
+        self._loop = loop = asyncio.get_running_loop()
         self._accepting = True
         self._servers.append(
             await loop.create_server(
@@ -202,7 +204,8 @@ class Broker:
         self._dirty.append(connection)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            assert self._loop is not None, "schedule_flush before start"
+            self._loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False

@@ -41,6 +41,7 @@ _HIGH_WATER = 1024 * 1024  # bytes in the socket buffer before draining waits
 _RETRY_DRAIN = 0.005  # seconds to wait for the socket buffer to empty
 _SETTLE_TIMEOUT = 2.0  # seconds a stopping link waits for its in-flight acks
 _STABLE_CONNECTION = 30.0  # seconds connected after which the backoff starts afresh
+_FULL_QUEUE_LOG_INTERVAL = 60.0  # seconds between "queue full" warnings of one link
 
 
 class LinkState(Enum):
@@ -102,6 +103,7 @@ class Link:
         self._inflight: dict[int, Pending] = {}
         self._window = 1
         self._drain_scheduled = False
+        self._full_reported_at = -_FULL_QUEUE_LOG_INTERVAL
         self._holding = False  # set while stopping: send nothing new
         self._client: UpstreamClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -153,6 +155,7 @@ class Link:
         )
         queue = self._queue
         if len(queue) >= self._max_messages or self._queued_bytes + entry.size > self._max_bytes:
+            self._report_full_queue()
             if self._drop_newest or entry.size > self._max_bytes:
                 self.dropped["queue_full"] += 1
                 return
@@ -166,6 +169,23 @@ class Link:
         if not self._drain_scheduled:
             self._drain_scheduled = True
             self._loop.call_soon(self._drain)
+
+    def _report_full_queue(self) -> None:
+        """Log that the queue overflows: the first time, then at most once a minute."""
+        now = self._loop.time()
+        if now - self._full_reported_at < _FULL_QUEUE_LOG_INTERVAL:
+            return
+        self._full_reported_at = now
+        logger.warning(
+            "upstream %s: queue full (%d messages, %d bytes; state %s): dropping the %s messages, "
+            "%d dropped so far",
+            self.id,
+            len(self._queue),
+            self._queued_bytes,
+            self.state.value,
+            "newest" if self._drop_newest else "oldest",
+            self.dropped["queue_full"],
+        )
 
     def _schedule_drain(self, delay: float = 0.0) -> None:
         if self._drain_scheduled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -31,6 +32,16 @@ async def test_full_queue_drops_the_oldest_by_default() -> None:
     _offer(link, b"1", b"2", b"3", b"4", b"5")
     assert _queued(link) == [b"3", b"4", b"5"]
     assert link.dropped == {"queue_full": 2}
+
+
+async def test_overflow_is_logged_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="mqttproxy")
+    link = _link(queue_max_messages=2)
+    _offer(link, *[b"m"] * 10)
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert "upstream q: queue full (2 messages" in warnings[0]
+    assert "dropping the oldest" in warnings[0]
 
 
 async def test_drop_newest_keeps_what_was_queued() -> None:
