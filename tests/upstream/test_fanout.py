@@ -34,6 +34,8 @@ def test_every_message_reaches_every_upstream_once_in_order(
         subscriber.disconnect()
     for index in range(3):
         assert status(gateway, f"up{index}")["forwarded"] == count
+    # Each link introduces itself as {client_id_prefix}-{gateway_id}.
+    assert "as mqttproxy-test-gateway " in upstreams[0].log()
     device.disconnect()
 
 
