@@ -6,13 +6,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from mqttproxy.broker.auth import Authenticator, DeviceAuth, StaticUsers
 from mqttproxy.broker.server import Broker
 from mqttproxy.config import Config
 from mqttproxy.metrics import GatewayCollector, LinkView
+from mqttproxy.operators import Operators
+from mqttproxy.storage import Database
 from mqttproxy.upstream.fanout import FanOut
 from mqttproxy.upstream.store import BrokerStore
 
@@ -23,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 class Gateway:
-    """The whole gateway process: today the device-facing broker."""
+    """The whole gateway process: broker, fan-out, and (unless disabled) the web layer."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -41,47 +43,58 @@ class Gateway:
             dispatch=self.broker.dispatcher.dispatch,
         )
         self.broker.dispatcher.add_hook("upstream", self.fanout.on_message)
+        self.database = Database(config.data_dir / "mqttproxy.db")
+        self.operators = Operators(self.database, session_ttl=config.web.session_ttl)
         self.web: WebServer | None = None
         if config.web.enabled:
             # Imported only when serving HTTP: aiohttp is about a quarter of
             # the process's memory, which an MQTT-only edge box can keep.
             from mqttproxy.webapp.server import WebServer, create_app
 
-            app = create_app(health=self, metrics=GatewayCollector(self))
+            app = create_app(gateway=self, config=config.web, metrics=GatewayCollector(self))
             self.web = WebServer(app, host=config.web.host, port=config.web.port)
+        self._running = AsyncExitStack()
 
     async def start(self) -> None:
-        self.config.data_dir.mkdir(parents=True, exist_ok=True)
-        # A broken brokers.json stops start-up before any port is bound.
-        self.fanout.load()
-        if not self.config.auth.allow_anonymous and not self.config.auth.users:
-            logger.warning(
-                "no device credentials are configured and [auth] allow_anonymous is false: every "
-                "CONNECT will be refused. Add [[auth.users]] entries (hashes from `mqttproxy "
-                "hash-password`) or set allow_anonymous = true in the config file."
-            )
-        await self.fanout.start()
-        try:
+        """Start every service; if one fails, stop those already started, in reverse."""
+        async with AsyncExitStack() as starting:
+            self.config.data_dir.mkdir(parents=True, exist_ok=True)
+            # A broken brokers.json stops start-up before any port is bound.
+            self.fanout.load()
+            if not self.config.auth.allow_anonymous and not self.config.auth.users:
+                logger.warning(
+                    "no device credentials are configured and [auth] allow_anonymous is false: every "
+                    "CONNECT will be refused. Add [[auth.users]] entries (hashes from `mqttproxy "
+                    "hash-password`) or set allow_anonymous = true in the config file."
+                )
+            if self.web is not None:
+                await self.database.open()
+                starting.push_async_callback(self.database.close)
+                await self._ensure_admin()
+            await self.fanout.start()
+            starting.push_async_callback(self.fanout.stop)
             await self.broker.start()
-        except BaseException:
-            await self.fanout.stop()
-            raise
-        if self.web is None:
-            logger.info("web listener disabled ([web] enabled = false)")
-            return
-        try:
-            await self.web.start()
-        except BaseException:
-            await self.broker.stop()
-            await self.fanout.stop()
-            raise
+            starting.push_async_callback(self.broker.stop)
+            if self.web is None:
+                logger.info("web listener disabled ([web] enabled = false)")
+            else:
+                await self.web.start()
+                starting.push_async_callback(self.web.stop)
+            self._running = starting.pop_all()
+
+    async def _ensure_admin(self) -> None:
+        generated = await self.operators.ensure_admin(self.config.web.effective_admin_password())
+        if generated is not None:
+            # Shown this once, so that a fresh install can be logged into.
+            logger.warning(
+                "created the dashboard operator 'admin' with password %s (shown once; set [web] "
+                "admin_password or MQTTPROXY_ADMIN_PASSWORD to choose it)",
+                generated,
+            )
 
     async def stop(self) -> None:
-        """Stop accepting HTTP, close every device connection, then deliver and close upstream links."""
-        if self.web is not None:
-            await self.web.stop()
-        await self.broker.stop()
-        await self.fanout.stop()
+        """Stop HTTP, close device connections, deliver and close upstream links, close storage."""
+        await self._running.aclose()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         broker = self.broker
@@ -89,9 +102,15 @@ class Gateway:
             {"protocol": "mqtt", "transport": item.kind, "host": item.host, "port": item.port}
             for item in broker.listeners
         ]
-        healthy = broker.is_serving
+        storage_needed = self.web is not None
+        healthy = broker.is_serving and (self.database.is_open or not storage_needed)
         return healthy, {
-            "mqtt": {"serving": healthy, "listeners": listeners, "connections": broker.connection_count}
+            "mqtt": {
+                "serving": broker.is_serving,
+                "listeners": listeners,
+                "connections": broker.connection_count,
+            },
+            "storage": {"open": self.database.is_open, "path": str(self.database.path)},
         }
 
     def broker_counters(self) -> dict[str, int]:
@@ -106,6 +125,9 @@ class Gateway:
 
     def upstream_links(self) -> list[LinkView]:
         return list(self.fanout.links)
+
+    def clients(self) -> list[dict[str, Any]]:
+        return self.broker.clients()
 
     @property
     def mqtt_port(self) -> int:

@@ -109,6 +109,20 @@ class WebConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"
     port: Port = 3000
+    # The first start creates operator "admin" with this password (MQTTPROXY_ADMIN_PASSWORD
+    # overrides it); without one a random password is written once to the log.
+    admin_password: SecretStr | None = None
+    session_ttl: Seconds = 8 * 3600.0
+    # Mark the session cookie Secure: set when the dashboard is served over HTTPS (a proxy).
+    cookie_secure: bool = False
+    metrics_require_auth: bool = False
+    max_body_size: int = Field(default=65_536, ge=1024)
+
+    def effective_admin_password(self) -> str | None:
+        from_environment = os.environ.get("MQTTPROXY_ADMIN_PASSWORD")
+        if from_environment:
+            return from_environment
+        return self.admin_password.get_secret_value() if self.admin_password is not None else None
 
 
 class Config(_Section):

@@ -12,10 +12,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mqttproxy"
 # top-level part of mqttproxy -> the parts it may import
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "passwords": set(),
     "protocol": {"errors"},
     "config": {"errors"},
-    "broker": {"protocol", "config", "errors", "metrics"},
-    "webapp": {"config", "errors"},
+    "broker": {"protocol", "config", "errors", "metrics", "passwords"},
+    "webapp": {"config", "errors", "operators", "upstream"},
+    "operators": {"storage", "passwords", "errors"},
+    "storage": {"errors"},
     "upstream": {"broker", "protocol", "config", "errors", "metrics"},
     "metrics": set(),
 }

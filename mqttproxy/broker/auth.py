@@ -10,31 +10,15 @@ authenticator; the device registry plugs in beside them.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from mqttproxy.config import StaticUser
+from mqttproxy.passwords import hash_password, verify_password
 from mqttproxy.protocol.packets import ConnectReturnCode
 
-if TYPE_CHECKING:
-    from argon2 import PasswordHasher
-
-
-@functools.cache
-def _hasher() -> PasswordHasher:
-    # Imported on first use: a gateway without static users never loads it.
-    from argon2 import PasswordHasher
-
-    # OWASP's recommended Argon2id parameters (19 MiB, 2 passes, 1 lane): strong,
-    # yet cheap enough that a reconnect storm of devices does not exhaust memory.
-    return PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
-
-
-def hash_password(password: str) -> str:
-    """An Argon2id hash of ``password``, for ``[[auth.users]] password_hash``."""
-    return _hasher().hash(password)
+__all__ = ["AuthDecision", "Authenticator", "ConnectRequest", "DeviceAuth", "StaticUsers", "hash_password"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,21 +65,12 @@ class StaticUsers:
         stored = self._hashes.get(request.username)
         password = request.password or b""
         # Argon2 is deliberately slow: keep it off the event loop.
-        matches = await asyncio.to_thread(_verify, stored or self._dummy_hash, password)
+        matches = await asyncio.to_thread(verify_password, stored or self._dummy_hash, password)
         if stored is None:
             return None
         if not matches:
             return AuthDecision(return_code=ConnectReturnCode.BAD_USERNAME_OR_PASSWORD)
         return AuthDecision(return_code=ConnectReturnCode.ACCEPTED, principal=f"user:{request.username}")
-
-
-def _verify(password_hash: str, password: bytes) -> bool:
-    from argon2.exceptions import InvalidHashError, VerificationError
-
-    try:
-        return _hasher().verify(password_hash, password)
-    except (VerificationError, InvalidHashError):  # a mismatch is a VerificationError
-        return False
 
 
 class DeviceAuth:

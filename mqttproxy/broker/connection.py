@@ -64,7 +64,8 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, broker: Broker, *, tls: bool) -> None:
         self._broker = broker
         self._stats = broker.stats
-        self._tls = tls
+        self.tls = tls
+        self.principal: str | None = None  # who authentication said this is
         self._loop = asyncio.get_running_loop()
         self._mqtt = ServerConnection(max_packet_size=broker.config.max_packet_size)
         self._transport: asyncio.Transport | None = None
@@ -323,7 +324,7 @@ class ClientConnection(asyncio.Protocol):
             username=packet.username,
             password=packet.password,
             peer=self.peer,
-            tls=self._tls,
+            tls=self.tls,
         )
         # Authentication may wait on a hash or a database: stop reading until
         # it is decided, and keep what already arrived for after CONNACK.
@@ -362,6 +363,7 @@ class ClientConnection(asyncio.Protocol):
     def _accept(self, packet: Connect, decision: AuthDecision) -> None:
         assert self.client_id is not None
         self._source = f"client:{self.client_id}"
+        self.principal = decision.principal
         self._will = packet.will
         session, session_present = self._broker.attach(
             self, self.client_id, clean_session=packet.clean_session

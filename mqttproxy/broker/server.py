@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from mqttproxy.broker.auth import DeviceAuth
 from mqttproxy.broker.connection import ClientConnection
@@ -135,6 +137,25 @@ class Broker:
         self._connections.add(connection)
         self._closed.clear()
         return True
+
+    def clients(self) -> list[dict[str, Any]]:
+        """The connected MQTT clients, for operators."""
+        now_wall, now_loop = time.time(), self._loop.time() if self._loop else 0.0
+        return [
+            {
+                "client_id": connection.client_id,
+                "address": connection.peer,
+                "tls": connection.tls,
+                "user": connection.principal,
+                "connected_since": now_wall - (now_loop - connection.connected_at),
+                "clean_session": connection.session.clean_session,
+                "subscriptions": len(connection.session.subscriptions),
+                "inflight": len(connection.session.inflight),
+                "queued": len(connection.session.queue),
+            }
+            for connection in self._connections
+            if connection.session is not None
+        ]
 
     def forget(self, connection: ClientConnection) -> None:
         self._connections.discard(connection)

@@ -1,14 +1,18 @@
 """The aiohttp application and the HTTP listener that serves it.
 
-Routes talk to services through the small ``HealthSource`` protocol, never to
-sockets or the broker's internals.
+Routes talk to the gateway through ``GatewayView`` (services, never sockets
+or SQL). Templates and static files come from the ``mqttproxy.web`` package
+(the top-level ``web/`` directory).
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
-from typing import Any, Protocol
+from pathlib import Path
 
+import aiohttp_jinja2
+import jinja2
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
@@ -17,21 +21,29 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from mqttproxy import __version__
+from mqttproxy.config import WebConfig
+from mqttproxy.operators import LoginThrottle
+from mqttproxy.webapp import pages
+from mqttproxy.webapp.api import API_ROUTES, ROUTES, Route
+from mqttproxy.webapp.auth import auth_middleware, login, login_page, logout
+from mqttproxy.webapp.errors import error_middleware
+from mqttproxy.webapp.events import events, on_shutdown, shutdown_context
+from mqttproxy.webapp.openapi import openapi
+from mqttproxy.webapp.rates import rates_context
+from mqttproxy.webapp.services import CONFIG, GATEWAY, THROTTLE, GatewayView
+
 logger = logging.getLogger(__name__)
 
-
-class HealthSource(Protocol):
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the gateway is healthy, and the details to show."""
-        ...
-
-
-_SOURCE = web.AppKey("health_source", HealthSource)
 _REGISTRY = web.AppKey("metrics_registry", CollectorRegistry)
 
 
+def web_directory() -> Path:
+    return Path(str(importlib.resources.files("mqttproxy.web")))
+
+
 async def _health(request: web.Request) -> web.Response:
-    healthy, details = request.app[_SOURCE].health()
+    healthy, details = request.app[GATEWAY].health()
     body = {"status": "ok" if healthy else "unavailable", **details}
     return web.json_response(body, status=200 if healthy else 503)
 
@@ -42,18 +54,44 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
 
-def create_app(*, health: HealthSource, metrics: Collector) -> web.Application:
-    """The gateway's HTTP application: /health and /metrics (both open)."""
+def create_app(*, gateway: GatewayView, config: WebConfig, metrics: Collector) -> web.Application:
+    """The gateway's HTTP application: dashboard, API, /health and /metrics."""
     registry = CollectorRegistry()
     registry.register(metrics)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
-    app = web.Application()
-    app[_SOURCE] = health
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=config.max_body_size
+    )
+    app[GATEWAY] = gateway
+    app[CONFIG] = config
+    app[THROTTLE] = LoginThrottle()
     app[_REGISTRY] = registry
-    app.router.add_get("/health", _health)
-    app.router.add_get("/metrics", _metrics)
+    environment = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(web_directory() / "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+    )
+    environment.globals["version"] = __version__
+    app.cleanup_ctx.append(shutdown_context)
+    app.cleanup_ctx.append(rates_context)
+    app.on_shutdown.append(on_shutdown)
+    router = app.router
+    router.add_get("/health", _health)
+    router.add_get("/metrics", _metrics)
+    router.add_get("/login", login_page)
+    router.add_post("/login", login)
+    router.add_post("/logout", logout)
+    router.add_static("/static", web_directory() / "static", name="static")
+    app[API_ROUTES] = [
+        *ROUTES,
+        Route("GET", "/api/events", events, "Server-Sent Events: the status document once a second"),
+        Route("GET", "/api/openapi.json", openapi, "This OpenAPI document"),
+    ]
+    for route in app[API_ROUTES]:
+        router.add_route(route.method, route.path, route.handler)
+    pages.add_routes(router)
     return app
 
 
@@ -61,7 +99,8 @@ class WebServer:
     """Serves ``app`` on host:port until ``stop``."""
 
     def __init__(self, app: web.Application, *, host: str, port: int) -> None:
-        self._runner = web.AppRunner(app, access_log=None)
+        # Open event streams end on shutdown; nothing else takes long to finish.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         self._host = host
         self._port = port
         self.port: int | None = None

@@ -1,0 +1,103 @@
+"""SQLite behind a small async API.
+
+aiosqlite runs every statement on one thread of its own, so the event loop
+never blocks on the disk. WAL mode lets readers and the writer proceed
+together; migrations bring any older file up to the current schema at open.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from mqttproxy.errors import MqttProxyError
+from mqttproxy.storage.migrations import MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+Params = Sequence[Any]
+
+
+class StorageError(MqttProxyError):
+    """The database could not be opened, migrated or written."""
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection: aiosqlite.Connection | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._connection is not None
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection = await aiosqlite.connect(self.path)
+            self._connection.row_factory = aiosqlite.Row
+            await self._connection.execute("PRAGMA journal_mode=WAL")
+            await self._connection.execute("PRAGMA foreign_keys=ON")
+            await self._connection.execute("PRAGMA synchronous=NORMAL")
+            await self._migrate()
+        except aiosqlite.Error as exc:
+            await self.close()
+            raise StorageError(f"{self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+
+    async def _migrate(self) -> None:
+        version = (await self.fetch_one("PRAGMA user_version") or {}).get("user_version", 0)
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"{self.path} has schema version {version}, newer than this gateway knows ({len(MIGRATIONS)})"
+            )
+        for number, (description, script) in enumerate(MIGRATIONS[version:], start=version + 1):
+            logger.info("%s: migrating to schema version %d (%s)", self.path, number, description)
+            connection = self._require()
+            # executescript commits first; the BEGIN makes the step and its version one transaction.
+            await connection.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._connection is None:
+            raise StorageError(f"{self.path} is not open")
+        return self._connection
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement and commit; return the last inserted row id (or the row count)."""
+        connection = self._require()
+        cursor = await connection.execute(sql, params)
+        await connection.commit()
+        if sql.lstrip().upper().startswith("INSERT"):
+            return cursor.lastrowid or 0
+        return cursor.rowcount
+
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
+        async with self._require().execute(sql, params) as cursor:
+            return [dict(row) for row in await cursor.fetchall()]
+
+    async def fetch_one(self, sql: str, params: Params = ()) -> Row | None:
+        async with self._require().execute(sql, params) as cursor:
+            row = await cursor.fetchone()
+        return dict(row) if row is not None else None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several statements that stand or fall together."""
+        connection = self._require()
+        await connection.execute("BEGIN")
+        try:
+            yield connection
+        except BaseException:
+            await connection.rollback()
+            raise
+        await connection.commit()

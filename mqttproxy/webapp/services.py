@@ -1,0 +1,32 @@
+"""What the web layer uses of the gateway, and the keys it is kept under in the app."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from mqttproxy.config import WebConfig
+from mqttproxy.operators import LoginThrottle, Operators
+from mqttproxy.upstream.fanout import FanOut
+
+
+class GatewayView(Protocol):
+    """The gateway as the web layer sees it: services, never sockets or SQL."""
+
+    @property
+    def fanout(self) -> FanOut: ...
+
+    @property
+    def operators(self) -> Operators: ...
+
+    def health(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def broker_counters(self) -> dict[str, int]: ...
+
+    def clients(self) -> list[dict[str, Any]]: ...
+
+
+GATEWAY = web.AppKey("gateway", GatewayView)
+CONFIG = web.AppKey("web_config", WebConfig)
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)
