@@ -4,6 +4,7 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY mqttproxy ./mqttproxy
+COPY web ./web
 RUN pip install --no-cache-dir '.[fast]' && useradd --system --uid 10001 --home-dir /data mqttproxy \
     && mkdir /data && chown mqttproxy /data
 
