@@ -34,3 +34,14 @@ def test_shipped_config_loads() -> None:
     assert config.auth.allow_anonymous is False
     assert config.mqtt.port == 1883
     assert config.web.port == 3000
+
+
+def test_every_package_is_listed_for_installation() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(path.parent.relative_to(ROOT).parts) for path in (ROOT / "mqttproxy").rglob("__init__.py")
+    } | {"mqttproxy.web"}
+    assert listed == found
+    assert (ROOT / "web" / "__init__.py").is_file()
