@@ -14,6 +14,7 @@ from mqttproxy.broker.server import Broker
 from mqttproxy.config import Config
 from mqttproxy.metrics import GatewayCollector, LinkView
 from mqttproxy.operators import Operators
+from mqttproxy.registry import Registry
 from mqttproxy.storage import Database
 from mqttproxy.upstream.fanout import FanOut
 from mqttproxy.upstream.store import BrokerStore
@@ -34,6 +35,16 @@ class Gateway:
             authenticators.append(StaticUsers(config.auth.users))
         self.auth = DeviceAuth(authenticators, allow_anonymous=config.auth.allow_anonymous)
         self.broker = Broker(config=config.mqtt, auth=self.auth)
+        self.database = Database(config.data_dir / "mqttproxy.db")
+        self.registry = Registry(
+            self.database,
+            key_path=config.data_dir / "registry.key",
+            disconnect=self.broker.disconnect_principal,
+            trust_ca=self.broker.trust_client_ca,
+        )
+        # Static users from the config first, then the registry's devices.
+        self.auth.add(self.registry)
+        self.broker.add_presence_listener(self.registry)
         self.fanout = FanOut(
             store=BrokerStore(
                 config.data_dir / "brokers.json", secret_key=config.upstream.effective_secret_key()
@@ -43,7 +54,6 @@ class Gateway:
             dispatch=self.broker.dispatcher.dispatch,
         )
         self.broker.dispatcher.add_hook("upstream", self.fanout.on_message)
-        self.database = Database(config.data_dir / "mqttproxy.db")
         self.operators = Operators(self.database, session_ttl=config.web.session_ttl)
         self.web: WebServer | None = None
         if config.web.enabled:
@@ -61,15 +71,21 @@ class Gateway:
             self.config.data_dir.mkdir(parents=True, exist_ok=True)
             # A broken brokers.json stops start-up before any port is bound.
             self.fanout.load()
-            if not self.config.auth.allow_anonymous and not self.config.auth.users:
+            await self.database.open()
+            starting.push_async_callback(self.database.close)
+            await self.registry.start()
+            starting.push_async_callback(self.registry.stop)
+            if (
+                not self.config.auth.allow_anonymous
+                and not self.config.auth.users
+                and not await self.registry.count()
+            ):
                 logger.warning(
                     "no device credentials are configured and [auth] allow_anonymous is false: every "
-                    "CONNECT will be refused. Add [[auth.users]] entries (hashes from `mqttproxy "
-                    "hash-password`) or set allow_anonymous = true in the config file."
+                    "CONNECT will be refused. Register devices on the dashboard or API, add "
+                    "[[auth.users]] (hashes from `mqttproxy hash-password`) or set allow_anonymous = true."
                 )
             if self.web is not None:
-                await self.database.open()
-                starting.push_async_callback(self.database.close)
                 await self._ensure_admin()
             await self.fanout.start()
             starting.push_async_callback(self.fanout.stop)
@@ -102,8 +118,7 @@ class Gateway:
             {"protocol": "mqtt", "transport": item.kind, "host": item.host, "port": item.port}
             for item in broker.listeners
         ]
-        storage_needed = self.web is not None
-        healthy = broker.is_serving and (self.database.is_open or not storage_needed)
+        healthy = broker.is_serving and self.database.is_open
         return healthy, {
             "mqtt": {
                 "serving": broker.is_serving,

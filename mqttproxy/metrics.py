@@ -94,11 +94,13 @@ _BROKER_COUNTERS = {
     "mqtt_protocol_errors_total": ("protocol_errors", "Device connections closed for a protocol error"),
     "mqtt_auth_failures_total": ("auth_failures", "CONNECTs refused by authentication"),
     "mqtt_dispatch_hook_errors_total": ("hook_errors", "Exceptions raised by dispatch hooks"),
+    "mqtt_subscriptions_denied_total": ("subscriptions_denied", "Topic filters refused by a device's ACL"),
 }
 _LOCAL_DROPS = {
     "queue_full": "dropped_queue_full",
     "slow_consumer": "dropped_slow_consumer",
     "sys_topic": "dropped_sys_topic",
+    "acl_denied": "dropped_acl",
 }
 _BROKER_GAUGES = {
     "mqtt_active_connections": ("connections", "Open device connections"),

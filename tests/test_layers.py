@@ -17,8 +17,10 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "broker": {"protocol", "config", "errors", "metrics", "passwords"},
     "webapp": {"config", "errors", "operators", "upstream"},
-    "operators": {"storage", "passwords", "errors"},
+    "operators": {"storage", "passwords", "errors", "throttle"},
+    "throttle": set(),
     "storage": {"errors"},
+    "registry": {"broker", "protocol", "storage", "errors", "throttle"},
     "upstream": {"broker", "protocol", "config", "errors", "metrics"},
     "metrics": set(),
 }

@@ -30,12 +30,22 @@ class ConnectRequest:
     password: bytes | None
     peer: str  # "host:port" of the client
     tls: bool
+    certificate: bytes | None = None  # DER of the client certificate the TLS listener verified
+
+
+class TopicPolicy(Protocol):
+    """Which topics an authenticated client may use (the registry's ACLs)."""
+
+    def may_publish(self, topic: str) -> bool: ...
+
+    def may_subscribe(self, topic_filter: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AuthDecision:
     return_code: ConnectReturnCode
     principal: str | None = None  # who was authenticated, for logs and ACLs
+    policy: TopicPolicy | None = None  # None: every topic
 
     @property
     def accepted(self) -> bool:

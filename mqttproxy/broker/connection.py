@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, cast
 
-from mqttproxy.broker.auth import AuthDecision, ConnectRequest
+from mqttproxy.broker.auth import AuthDecision, ConnectRequest, TopicPolicy
 from mqttproxy.broker.message import Message
 from mqttproxy.broker.session import Session
 from mqttproxy.errors import RemoteProtocolError
@@ -31,6 +31,7 @@ from mqttproxy.protocol.packets import (
     Pubrec,
     Pubrel,
     Suback,
+    SubackReturnCode,
     Subscribe,
     Unsuback,
     Unsubscribe,
@@ -66,6 +67,8 @@ class ClientConnection(asyncio.Protocol):
         self._stats = broker.stats
         self.tls = tls
         self.principal: str | None = None  # who authentication said this is
+        self._policy: TopicPolicy | None = None
+        self._denied_logged: set[tuple[str, str]] = set()
         self._loop = asyncio.get_running_loop()
         self._mqtt = ServerConnection(max_packet_size=broker.config.max_packet_size)
         self._transport: asyncio.Transport | None = None
@@ -325,6 +328,7 @@ class ClientConnection(asyncio.Protocol):
             password=packet.password,
             peer=self.peer,
             tls=self.tls,
+            certificate=self._peer_certificate(),
         )
         # Authentication may wait on a hash or a database: stop reading until
         # it is decided, and keep what already arrived for after CONNACK.
@@ -355,6 +359,13 @@ class ClientConnection(asyncio.Protocol):
         self._update_reading()
         self._process()
 
+    def _peer_certificate(self) -> bytes | None:
+        if not self.tls or self._transport is None:
+            return None
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        certificate = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        return certificate or None
+
     def _refuse(self, code: ConnectReturnCode, reason: str) -> None:
         logger.warning("refusing CONNECT from %s (client %s): %s", self.peer, self.client_id or "-", reason)
         self.write(self._mqtt.send(Connack(return_code=code)))
@@ -364,6 +375,7 @@ class ClientConnection(asyncio.Protocol):
         assert self.client_id is not None
         self._source = f"client:{self.client_id}"
         self.principal = decision.principal
+        self._policy = decision.policy
         self._will = packet.will
         session, session_present = self._broker.attach(
             self, self.client_id, clean_session=packet.clean_session
@@ -411,6 +423,12 @@ class ClientConnection(asyncio.Protocol):
             # $SYS is the broker's own namespace; clients do not write there.
             self._stats.dropped_sys_topic += 1
             return
+        policy = self._policy
+        if policy is not None and not policy.may_publish(topic):
+            # 3.1.1 has no negative PUBACK: the message is acknowledged and dropped.
+            self._stats.dropped_acl += 1
+            self._log_denied("publish to", topic)
+            return
         self._stats.messages_received += 1
         self._broker.dispatcher.dispatch(
             Message(topic, packet.payload, packet.qos, packet.retain, self._source, self._last_received)
@@ -423,10 +441,16 @@ class ClientConnection(asyncio.Protocol):
     def _on_subscribe(self, packet: Subscribe) -> None:
         session = self._session_or_fail()
         router = self._broker.router
-        granted_codes = []
+        granted_codes: list[int] = []
         # One retained message per topic, at the highest QoS any filter grants.
         retained: dict[str, tuple[Message, int]] = {}
+        policy = self._policy
         for topic_filter, requested in packet.subscriptions:
+            if policy is not None and not policy.may_subscribe(topic_filter):
+                self._stats.subscriptions_denied += 1
+                self._log_denied("subscribe to", topic_filter)
+                granted_codes.append(SubackReturnCode.FAILURE)  # [MQTT-3.9.3-1]
+                continue
             granted = requested  # every QoS is supported
             router.subscribe(session, topic_filter, granted)
             granted_codes.append(granted)
@@ -445,6 +469,13 @@ class ClientConnection(asyncio.Protocol):
             else:
                 self.write(publish_bytes(message.topic.encode(), message.payload, 0, True, False, None))
                 self._stats.messages_sent += 1
+
+    def _log_denied(self, what: str, topic: str) -> None:
+        # One line per client and topic, not per message: a device stuck on a
+        # denied topic must not flood the log.
+        if len(self._denied_logged) < 100 and (what, topic) not in self._denied_logged:
+            self._denied_logged.add((what, topic))
+            logger.warning("client %s (%s) may not %s %r", self.client_id, self.principal, what, topic)
 
     def _on_unsubscribe(self, packet: Unsubscribe) -> None:
         session = self._session_or_fail()

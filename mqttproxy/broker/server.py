@@ -14,7 +14,7 @@ import ssl
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mqttproxy.broker.auth import DeviceAuth
 from mqttproxy.broker.connection import ClientConnection
@@ -30,6 +30,14 @@ from mqttproxy.protocol.packets import Will
 logger = logging.getLogger(__name__)
 
 _SHUTDOWN_GRACE = 5.0  # seconds to let clients' sockets drain on stop
+
+
+class PresenceListener(Protocol):
+    """Told when an authenticated client comes and goes (the registry's online status)."""
+
+    def client_connected(self, principal: str | None, client_id: str, address: str) -> None: ...
+
+    def client_disconnected(self, principal: str | None, client_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,8 @@ class Broker:
         self._flush_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
+        self._presence: list[PresenceListener] = []
+        self._ssl_context = _server_ssl_context(config.tls) if config.tls is not None else None
         self._closed = asyncio.Event()
         self._closed.set()
 
@@ -80,7 +90,7 @@ class Broker:
                     lambda: ClientConnection(self, tls=True),
                     self.config.host,
                     self.config.tls.port,
-                    ssl=_server_ssl_context(self.config.tls),
+                    ssl=self._ssl_context,
                     ssl_handshake_timeout=self.config.connect_timeout,
                     backlog=1024,
                     reuse_address=True,
@@ -157,6 +167,23 @@ class Broker:
             if connection.session is not None
         ]
 
+    def add_presence_listener(self, listener: PresenceListener) -> None:
+        self._presence.append(listener)
+
+    def disconnect_principal(self, principal: str, reason: str) -> int:
+        """Close every connection authenticated as ``principal``; return how many."""
+        matching = [connection for connection in self._connections if connection.principal == principal]
+        for connection in matching:
+            connection.close(reason, publish_will=True)
+        return len(matching)
+
+    def trust_client_ca(self, pem: str) -> None:
+        """Accept client certificates signed by this CA on the TLS listener (from now on)."""
+        if self._ssl_context is not None:
+            self._ssl_context.load_verify_locations(cadata=pem)
+            if self._ssl_context.verify_mode == ssl.CERT_NONE:
+                self._ssl_context.verify_mode = ssl.CERT_OPTIONAL
+
     def forget(self, connection: ClientConnection) -> None:
         self._connections.discard(connection)
         if not self._connections:
@@ -192,12 +219,16 @@ class Broker:
             self.sessions[client_id] = session
         session.clean_session = clean_session
         session.connection = connection
+        for listener in self._presence:
+            listener.client_connected(connection.principal, client_id, connection.peer)
         return session, session_present
 
     def detach(self, connection: ClientConnection, session: Session) -> None:
         """``connection`` is going away; keep its session only if persistent."""
         if session.connection is connection:
             session.connection = None
+        for listener in self._presence:
+            listener.client_disconnected(connection.principal, session.client_id)
         if session.clean_session and self.sessions.get(session.client_id) is session:
             # [MQTT-3.1.2-6] a clean session ends with its connection.
             self._discard(session)

@@ -13,6 +13,7 @@ class BrokerStats:
         "bytes_received",
         "connections_refused",
         "connections_total",
+        "dropped_acl",
         "dropped_queue_full",
         "dropped_slow_consumer",
         "dropped_sys_topic",
@@ -21,6 +22,7 @@ class BrokerStats:
         "messages_received",
         "messages_sent",
         "protocol_errors",
+        "subscriptions_denied",
     )
 
     def __init__(self) -> None:
@@ -35,6 +37,8 @@ class BrokerStats:
         self.dropped_queue_full = 0  # QoS 1/2 for a session whose queue was full
         self.dropped_slow_consumer = 0  # QoS 0 for a client not reading fast enough
         self.dropped_sys_topic = 0  # client PUBLISH to $SYS/, which only the broker writes
+        self.dropped_acl = 0  # client PUBLISH its ACL does not allow
+        self.subscriptions_denied = 0  # topic filters refused by the client's ACL
         self.hook_errors = 0  # exceptions raised by dispatch hooks
 
     def as_dict(self) -> dict[str, int]:

@@ -11,11 +11,13 @@ import hashlib
 import logging
 import secrets
 import time
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from mqttproxy.passwords import hash_password, verify_password
 from mqttproxy.storage import Database
+from mqttproxy.throttle import LoginThrottle
+
+__all__ = ["ApiToken", "LoginThrottle", "Operator", "Operators", "WebSession"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ class Operators:
         """Create ``admin`` if there is no operator yet; return the password if it was generated."""
         if await self._db.fetch_one("SELECT id FROM operators LIMIT 1"):
             return None
-        generated = password is None
+        generated = not password  # an empty password could never be typed in
         password = password or secrets.token_urlsafe(12)
         await self.create("admin", password)
         return password if generated else None
@@ -171,39 +173,3 @@ class Operators:
             "UPDATE api_tokens SET last_used_at = ? WHERE id = ?", (time.time(), row["id"])
         )
         return Operator(row["operator_id"], row["username"])
-
-
-@dataclass
-class LoginThrottle:
-    """Failed logins per client address and per user name: ``limit`` in ``window`` seconds."""
-
-    limit: int = 5
-    window: float = 60.0
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
-
-    def retry_after(self, *keys: str) -> float:
-        """Seconds until ``keys`` may try again; 0 if they may now."""
-        now = time.monotonic()
-        wait = 0.0
-        for key in keys:
-            failures = self._failures.get(key)
-            if failures is None:
-                continue
-            while failures and failures[0] <= now - self.window:
-                failures.popleft()
-            if len(failures) >= self.limit:
-                wait = max(wait, failures[0] + self.window - now)
-        return wait
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        for key in keys:
-            self._failures.setdefault(key, deque()).append(now)
-        if len(self._failures) > 10_000:  # forget idle keys so a scan cannot grow this forever
-            self._failures = {
-                key: value for key, value in self._failures.items() if value and value[-1] > now - self.window
-            }
-
-    def succeeded(self, *keys: str) -> None:
-        for key in keys:
-            self._failures.pop(key, None)

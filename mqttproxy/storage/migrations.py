@@ -26,4 +26,38 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "device registry: tenants, devices, device tokens",
+        """
+        CREATE TABLE tenants (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            auth_mode TEXT NOT NULL CHECK (auth_mode IN ('token', 'certificate')),
+            ca_cert TEXT,
+            acl TEXT NOT NULL DEFAULT '[]',
+            default_acl INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE devices (
+            id TEXT PRIMARY KEY,
+            tenant_id TEXT NOT NULL REFERENCES tenants(id) ON DELETE RESTRICT,
+            name TEXT NOT NULL DEFAULT '',
+            labels TEXT NOT NULL DEFAULT '[]',
+            notes TEXT NOT NULL DEFAULT '',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            acl TEXT NOT NULL DEFAULT '[]',
+            enabled INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            last_seen REAL,
+            last_address TEXT
+        );
+        CREATE INDEX devices_by_tenant ON devices(tenant_id);
+        CREATE TABLE device_tokens (
+            device_id TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+            token_hash TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL
+        );
+        """,
+    ),
 ]

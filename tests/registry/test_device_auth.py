@@ -1,0 +1,151 @@
+"""Devices authenticate with their registry token; refusals carry the right CONNACK code."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import pytest
+
+from mqttproxy.protocol.packets import Connack, ConnectReturnCode
+from tests.helpers import RawClient, ThreadedGateway, make_config, paho_client, running_gateway, wait_until
+from tests.registry.util import add_device, add_tenant, registry
+
+GatewayFactory = Callable[..., ThreadedGateway]
+REFUSED_CREDENTIALS = ConnectReturnCode.BAD_USERNAME_OR_PASSWORD
+NOT_AUTHORIZED = ConnectReturnCode.NOT_AUTHORIZED
+
+
+@pytest.fixture
+def secured(gateway_factory: GatewayFactory) -> ThreadedGateway:
+    """A gateway that lets no anonymous client in."""
+    return gateway_factory(allow_anonymous=False)
+
+
+def _connect(gateway: ThreadedGateway, username: str | None, password: str | None) -> Connack:
+    with RawClient(gateway.port) as client:
+        return client.connect(
+            f"c-{username}", username=username, password=password.encode() if password is not None else None
+        )
+
+
+def test_token_format_and_acceptance(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    device, token = add_device(secured, "sensor-1")
+    assert device.has_token
+    parts = token.split("-")
+    assert [len(part) for part in parts] == [4, 4, 4]
+    assert _connect(secured, "sensor-1", token) == Connack()
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "code"),
+    [
+        pytest.param("sensor-1", "aaaa-bbbb-cccc", REFUSED_CREDENTIALS, id="wrong-token"),
+        pytest.param("sensor-1", None, REFUSED_CREDENTIALS, id="no-password"),
+        pytest.param("ghost", "aaaa-bbbb-cccc", REFUSED_CREDENTIALS, id="unknown-device"),
+        pytest.param(None, None, NOT_AUTHORIZED, id="no-credentials"),
+    ],
+)
+def test_refusals(
+    secured: ThreadedGateway,
+    caplog: pytest.LogCaptureFixture,
+    username: str | None,
+    password: str | None,
+    code: int,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mqttproxy")
+    add_tenant(secured)
+    _, token = add_device(secured, "sensor-1")
+    assert _connect(secured, username, password).return_code == code
+    assert secured.call(lambda: secured.broker.stats.auth_failures) == 1
+    assert token not in caplog.text
+    if password:
+        assert password not in caplog.text  # never logged with the secret
+
+
+def test_disabled_device_and_expired_token_are_not_authorized(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    _, token = add_device(secured, "off", enabled=False)
+    assert _connect(secured, "off", token).return_code == NOT_AUTHORIZED
+    _, old_token = add_device(secured, "expired", token_expires_at=time.time() - 1)
+    assert _connect(secured, "expired", old_token).return_code == NOT_AUTHORIZED
+
+
+def test_regenerating_the_token_invalidates_the_old_one_at_once(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    _, old = add_device(secured, "sensor-1")
+    device = paho_client(secured.port, "sensor-1", username="sensor-1", password=old)
+    new = secured.run(registry(secured).regenerate_token("sensor-1"))
+    assert new != old
+    assert device.disconnects.get(timeout=5) != 0  # the connected device was kicked
+    device.client.loop_stop()
+    assert _connect(secured, "sensor-1", old).return_code == REFUSED_CREDENTIALS
+    assert _connect(secured, "sensor-1", new) == Connack()
+
+
+def test_disabling_or_deleting_kicks_the_connected_device(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    _, first = add_device(secured, "first")
+    _, second = add_device(secured, "second")
+    one = paho_client(secured.port, "first", username="first", password=first)
+    two = paho_client(secured.port, "second", username="second", password=second)
+    secured.run(registry(secured).set_enabled("first", False))
+    assert one.disconnects.get(timeout=5) != 0
+    secured.run(registry(secured).delete_device("second"))
+    assert two.disconnects.get(timeout=5) != 0
+    for client in (one, two):
+        client.client.loop_stop()
+    assert _connect(secured, "first", first).return_code == NOT_AUTHORIZED
+    assert _connect(secured, "second", second).return_code == REFUSED_CREDENTIALS
+
+
+def test_failed_logins_are_rate_limited_per_device(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    _, token = add_device(secured, "target")
+    for _ in range(10):
+        assert _connect(secured, "target", "xxxx-xxxx-xxxx").return_code == REFUSED_CREDENTIALS
+    # Even the right token waits now.
+    assert _connect(secured, "target", token).return_code == NOT_AUTHORIZED
+
+
+def test_static_users_keep_working_beside_the_registry(gateway_factory: GatewayFactory) -> None:
+    from mqttproxy.passwords import hash_password
+
+    gateway = gateway_factory(
+        allow_anonymous=False, users=[{"username": "ops", "password_hash": hash_password("pw")}]
+    )
+    add_tenant(gateway)
+    _, token = add_device(gateway, "sensor-1")
+    assert _connect(gateway, "ops", "pw") == Connack()
+    assert _connect(gateway, "sensor-1", token) == Connack()
+
+
+def test_presence_is_tracked_and_recorded(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    _, token = add_device(secured, "sensor-1")
+    device = paho_client(secured.port, "sensor-1", username="sensor-1", password=token)
+    wait_until(lambda: secured.run(registry(secured).device("sensor-1")).online)
+    device.disconnect()
+    wait_until(lambda: not secured.run(registry(secured).device("sensor-1")).online)
+    secured.run(registry(secured)._write_presence())
+    seen = secured.run(registry(secured).device("sensor-1"))
+    assert seen.last_seen is not None
+    assert seen.last_seen == pytest.approx(time.time(), abs=10)
+    assert (seen.last_address or "").startswith("127.0.0.1:")
+
+
+def test_registry_survives_restart(tmp_path: object) -> None:
+    from pathlib import Path
+
+    assert isinstance(tmp_path, Path)
+    config = make_config(tmp_path, allow_anonymous=False)
+    with running_gateway(config) as gateway:
+        add_tenant(gateway)
+        _, token = add_device(gateway, "sensor-1", labels=["hall"])
+    with running_gateway(config) as gateway:
+        assert _connect(gateway, "sensor-1", token) == Connack()
+        device = gateway.run(registry(gateway).device("sensor-1"))
+        assert device.labels == ["hall"]
+        assert [tenant.id for tenant in registry(gateway).tenants()] == ["acme"]
