@@ -122,7 +122,7 @@ class WebConfig(_Section):
         from_environment = os.environ.get("MQTTPROXY_ADMIN_PASSWORD")
         if from_environment:
             return from_environment
-        return self.admin_password.get_secret_value() if self.admin_password is not None else None
+        return self.admin_password.get_secret_value() or None if self.admin_password is not None else None
 
 
 class Config(_Section):

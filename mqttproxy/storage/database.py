@@ -7,6 +7,7 @@ together; migrations bring any older file up to the current schema at open.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -32,6 +33,9 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._connection: aiosqlite.Connection | None = None
+        # One writer at a time: a commit is connection-wide, so a statement run
+        # during another task's transaction would commit (or lose) its work.
+        self._writing = asyncio.Lock()
 
     @property
     def is_open(self) -> bool:
@@ -49,6 +53,9 @@ class Database:
         except aiosqlite.Error as exc:
             await self.close()
             raise StorageError(f"{self.path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
@@ -75,8 +82,9 @@ class Database:
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement and commit; return the last inserted row id (or the row count)."""
         connection = self._require()
-        cursor = await connection.execute(sql, params)
-        await connection.commit()
+        async with self._writing:
+            cursor = await connection.execute(sql, params)
+            await connection.commit()
         if sql.lstrip().upper().startswith("INSERT"):
             return cursor.lastrowid or 0
         return cursor.rowcount
@@ -94,10 +102,11 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """Several statements that stand or fall together."""
         connection = self._require()
-        await connection.execute("BEGIN")
-        try:
-            yield connection
-        except BaseException:
-            await connection.rollback()
-            raise
-        await connection.commit()
+        async with self._writing:
+            await connection.execute("BEGIN")
+            try:
+                yield connection
+            except BaseException:
+                await connection.rollback()
+                raise
+            await connection.commit()

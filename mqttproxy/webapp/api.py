@@ -6,6 +6,7 @@ OpenAPI document is generated from it, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from mqttproxy.upstream.fanout import BrokerNotFound
 from mqttproxy.upstream.models import BrokerRecord, BrokerSettings
 from mqttproxy.webapp.auth import operator
 from mqttproxy.webapp.errors import ApiError
@@ -77,7 +79,7 @@ async def update_broker(request: web.Request) -> web.Response:
     data = await read_json(request)
     if data.pop("id", broker_id) != broker_id:
         raise ApiError(400, "id: the id of a broker cannot change", field="id")
-    if "password" not in data and current.password is not None:
+    if "password" not in data and current.password is not None and data.get("username") is not None:
         data["password"] = current.password  # write-only: leaving it out keeps it
     record = await fanout.update(broker_id, BrokerSettings.model_validate(data))
     return web.json_response(_broker(request, record))
@@ -95,9 +97,16 @@ async def toggle_broker(request: web.Request) -> web.Response:
 
 async def test_broker(request: web.Request) -> web.Response:
     data = await read_json(request)
-    data.pop("id", None)
+    broker_id = data.pop("id", None)
+    fanout = request.app[GATEWAY].fanout
+    if isinstance(broker_id, str) and "password" not in data and data.get("username") is not None:
+        # Testing an edited broker: its stored (write-only) password goes with the test.
+        with contextlib.suppress(BrokerNotFound):
+            stored = fanout.record(broker_id).password
+            if stored is not None:
+                data["password"] = stored
     settings = BrokerSettings.model_validate(data)
-    result = await request.app[GATEWAY].fanout.test_connection(settings)
+    result = await fanout.test_connection(settings)
     return web.json_response(
         {
             "ok": result.ok,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -90,9 +90,14 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     unsafe = request.method not in _SAFE_METHODS
     if not identified:
-        if is_api(request) or unsafe:
-            return error_response(401, "log in, or send an API token: Authorization: Bearer <token>")
-        raise web.HTTPFound(f"/login?next={request.path_qs}")
+        if is_api(request) or unsafe or request.path == "/metrics":
+            # Scripts and scrapers get a 401 they can act on, not a login page.
+            return error_response(
+                401,
+                "log in, or send an API token: Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": 'Bearer realm="mqttproxy"'},
+            )
+        raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
     session = request.get(SESSION)
     if unsafe and session is not None and not await _csrf_ok(request, session):
         if is_api(request):
@@ -106,7 +111,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: never redirect a fresh login to another site."""
-    if not target or not target.startswith("/") or target.startswith("//"):
+    # Browsers read "\" as "/" in http URLs, so "/\evil.example" is another site too.
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    if any(ord(character) < 0x20 for character in target):
         return "/"
     parts = urlsplit(target)
     return parts.path + (f"?{parts.query}" if parts.query else "")

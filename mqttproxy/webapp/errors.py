@@ -75,7 +75,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(exc.status, exc.message, code=exc.code, field=exc.field)
     except ValidationError as exc:
         error = validation_error(exc)
-        return error_response(error.status, error.message, field=error.field)
+        return error_response(error.status, error.message, code=error.code, field=error.field)
     except BrokerNotFound as exc:
         return error_response(404, str(exc))
     except BrokerExists as exc:
