@@ -111,6 +111,8 @@ class WebServer:
         await site.start()
         host, self.port = self._runner.addresses[0][:2]
         logger.info("listening http %s:%d", host, self.port)
+        shown = "localhost" if host in ("0.0.0.0", "::") else host
+        logger.info("dashboard: http://%s:%d/", shown, self.port)
 
     async def stop(self) -> None:
         await self._runner.cleanup()
