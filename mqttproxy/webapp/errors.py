@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from mqttproxy.registry import Conflict, NotFound
 from mqttproxy.upstream.fanout import BrokerExists, BrokerNotFound
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(404, str(exc))
     except BrokerExists as exc:
         return error_response(409, str(exc), field="id")
+    except NotFound as exc:
+        return error_response(404, str(exc))
+    except Conflict as exc:
+        return error_response(409, str(exc), field=exc.field)
     except web.HTTPException as exc:
         if exc.status < 400 or not is_api(request):
             raise

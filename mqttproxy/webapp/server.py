@@ -31,6 +31,7 @@ from mqttproxy.webapp.errors import error_middleware
 from mqttproxy.webapp.events import events, on_shutdown, shutdown_context
 from mqttproxy.webapp.openapi import openapi
 from mqttproxy.webapp.rates import rates_context
+from mqttproxy.webapp.registry_api import REGISTRY_ROUTES
 from mqttproxy.webapp.services import CONFIG, GATEWAY, THROTTLE, GatewayView
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def create_app(*, gateway: GatewayView, config: WebConfig, metrics: Collector) -
     router.add_static("/static", web_directory() / "static", name="static")
     app[API_ROUTES] = [
         *ROUTES,
+        *REGISTRY_ROUTES,
         Route("GET", "/api/events", events, "Server-Sent Events: the status document once a second"),
         Route("GET", "/api/openapi.json", openapi, "This OpenAPI document"),
     ]

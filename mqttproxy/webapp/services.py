@@ -8,6 +8,7 @@ from aiohttp import web
 
 from mqttproxy.config import WebConfig
 from mqttproxy.operators import LoginThrottle, Operators
+from mqttproxy.registry import Registry
 from mqttproxy.upstream.fanout import FanOut
 
 
@@ -19,6 +20,9 @@ class GatewayView(Protocol):
 
     @property
     def operators(self) -> Operators: ...
+
+    @property
+    def registry(self) -> Registry: ...
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 

@@ -14,6 +14,7 @@ import pytest
 
 from mqttproxy.upstream.models import BrokerRecord, BrokerSettings
 from mqttproxy.webapp.api import API_ROUTES, ROUTES, TokenRequest
+from mqttproxy.webapp.registry_api import REGISTRY_ROUTES
 from tests.webapp.api_client import token_api, web_gateway, web_port
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -100,7 +101,7 @@ def test_path_parameters_are_declared(served: Served) -> None:
 
 def test_request_bodies_reference_existing_schemas(served: Served) -> None:
     schemas = served.document["components"]["schemas"]
-    bodies = {(route.method, route.path): route.body for route in ROUTES}
+    bodies = {(route.method, route.path): route.body for route in (*ROUTES, *REGISTRY_ROUTES)}
     for method, path, operation in operations(served.document):
         model = bodies.get((method, path))
         if model is None:
