@@ -15,6 +15,7 @@ from mqttproxy.config import Config
 from mqttproxy.metrics import GatewayCollector, LinkView
 from mqttproxy.operators import Operators
 from mqttproxy.registry import Registry
+from mqttproxy.shadow import Limits, ShadowService
 from mqttproxy.storage import Database
 from mqttproxy.upstream.fanout import FanOut
 from mqttproxy.upstream.store import BrokerStore
@@ -54,6 +55,12 @@ class Gateway:
             dispatch=self.broker.dispatcher.dispatch,
         )
         self.broker.dispatcher.add_hook("upstream", self.fanout.on_message)
+        self.shadows = ShadowService(
+            self.database,
+            dispatch=self.broker.dispatcher.dispatch,
+            limits=Limits(**config.shadow.model_dump()),
+        )
+        self.broker.dispatcher.add_hook("shadow", self.shadows.on_message)
         self.operators = Operators(self.database, session_ttl=config.web.session_ttl)
         self.web: WebServer | None = None
         if config.web.enabled:
@@ -75,6 +82,7 @@ class Gateway:
             starting.push_async_callback(self.database.close)
             await self.registry.start()
             starting.push_async_callback(self.registry.stop)
+            starting.push_async_callback(self.shadows.stop)
             if (
                 not self.config.auth.allow_anonymous
                 and not self.config.auth.users

@@ -105,6 +105,13 @@ def default_gateway_id() -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64] or "gateway"
 
 
+class ShadowConfig(_Section):
+    # Largest desired + reported of a shadow, in bytes (metadata not counted).
+    max_document_bytes: int = Field(default=8192, ge=64)
+    max_depth: int = Field(default=6, ge=1, le=32)
+    max_client_token_bytes: int = Field(default=64, ge=1)
+
+
 class WebConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"
@@ -133,6 +140,7 @@ class Config(_Section):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 
 

@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "throttle": set(),
     "storage": {"errors"},
     "registry": {"broker", "protocol", "storage", "errors", "throttle"},
+    "shadow": {"broker", "storage", "errors"},
     "upstream": {"broker", "protocol", "config", "errors", "metrics"},
     "metrics": set(),
 }

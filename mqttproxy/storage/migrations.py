@@ -60,4 +60,18 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "device shadows",
+        """
+        CREATE TABLE shadows (
+            thing TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            state TEXT,
+            metadata TEXT,
+            version INTEGER NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (thing, name)
+        );
+        """,
+    ),
 ]
