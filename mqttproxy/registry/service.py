@@ -166,9 +166,9 @@ class Registry:
 
     # --- devices ---------------------------------------------------------------------------
 
-    async def count(self) -> int:
-        """How many devices are registered."""
-        return await self._store.count_devices(None)
+    async def count(self, tenant_id: str | None = None) -> int:
+        """How many devices are registered (in one tenant, or in all)."""
+        return await self._store.count_devices(tenant_id)
 
     def is_online(self, device_id: str) -> bool:
         return self._online.get(device_id, 0) > 0
@@ -189,23 +189,17 @@ class Registry:
         limit: int = 100,
         offset: int = 0,
     ) -> list[Device]:
-        if online:
-            # Online devices are few and known here: filter them first.
-            found = [await self._store.device(device_id, True) for device_id in sorted(self._online)]
-            matching = [
-                device
-                for device in found
-                if device is not None
-                and (tenant_id is None or device.tenant_id == tenant_id)
-                and (label is None or label in device.labels)
-                and (not search or search.lower() in f"{device.id} {device.name}".lower())
-            ]
-            return matching[offset : offset + limit]
+        # Who is online is known here, not in the database: the query takes the
+        # list of online ids, so that filtering and paging happen in one place.
         rows = await self._store.devices(
-            tenant_id=tenant_id, label=label, search=search, limit=limit, offset=offset
+            tenant_id=tenant_id,
+            label=label,
+            search=search,
+            limit=limit,
+            offset=offset,
+            among=None if online is None else (list(self._online), online),
         )
-        devices = [device_from_row(row, self.is_online(row["id"])) for row in rows]
-        return [device for device in devices if online is None or device.online == online]
+        return [device_from_row(row, self.is_online(row["id"])) for row in rows]
 
     async def create_device(self, request: DeviceCreate) -> tuple[Device, str | None]:
         """Create a device; for a token tenant also its first token, returned this once."""

@@ -105,9 +105,26 @@ class RegistryStore:
         return _device(row, online) if row is not None else None
 
     async def devices(
-        self, *, tenant_id: str | None, label: str | None, search: str | None, limit: int, offset: int
+        self,
+        *,
+        tenant_id: str | None,
+        label: str | None,
+        search: str | None,
+        limit: int,
+        offset: int,
+        among: tuple[list[str], bool] | None = None,
     ) -> list[Row]:
-        where, params = [], []
+        """A page of devices; ``among`` = (ids, True) keeps only those ids, (ids, False) all others."""
+        where: list[str] = []
+        params: list[object] = []
+        if among is not None:
+            ids, inside = among
+            where.append(
+                "d.id IN (SELECT value FROM json_each(?))"
+                if inside
+                else "d.id NOT IN (SELECT value FROM json_each(?))"
+            )
+            params.append(json.dumps(ids))
         if tenant_id is not None:
             where.append("d.tenant_id = ?")
             params.append(tenant_id)

@@ -128,6 +128,7 @@ def status_document(request: web.Request) -> dict[str, Any]:
             "messages_received": counters["messages_received"],
             "messages_sent": counters["messages_sent"],
             "connections": counters["connections"],
+            "devices_online": gateway.registry.online_count,
             "sessions": counters["sessions"],
             "retained": counters["retained"],
         },
