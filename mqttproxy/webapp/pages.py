@@ -1,6 +1,8 @@
 """The dashboard's server-rendered pages: overview, upstream brokers, clients and API tokens.
 
-Pages reach the gateway only through its services (``FanOut``, ``Operators``).
+The device registry's pages (tenants, devices) live in ``registry_pages`` and
+are registered by ``add_routes`` here. Pages reach the gateway only through
+its services (``FanOut``, ``Operators``, ``Registry``).
 Every form that changes something is a POST carrying the session's CSRF token
 (the auth middleware checks it); a successful one redirects (303) back to its
 list with a short flash message. Live figures are filled in by
@@ -56,7 +58,7 @@ class ParsedRoutes:
     errors: list[str] = field(default_factory=list)
 
 
-def _tokens(text: str) -> list[str]:
+def split_words(text: str) -> list[str]:
     """Split on white space; double quotes group words (``"my topic/#"``) and are removed."""
     tokens: list[str] = []
     current: list[str] = []
@@ -111,7 +113,7 @@ def parse_route_line(text: str) -> dict[str, Any]:
     Raises ``RouteSyntaxError``; what the values mean (valid filters, placeholders
     of the remap) is for ``Route`` to check.
     """
-    tokens = _tokens(text)
+    tokens = split_words(text)
     if not tokens or tokens[0] not in ("out", "in"):
         raise RouteSyntaxError("a route starts with its direction: out or in")
     if len(tokens) < 2 or tokens[1] == ARROW:
@@ -150,19 +152,20 @@ def parse_routes(text: str) -> ParsedRoutes:
     return parsed
 
 
-def _quote(value: str) -> str:
+def quote_word(value: str) -> str:
+    """``value``, in double quotes if ``split_words`` would otherwise split it."""
     return f'"{value}"' if not value or any(char.isspace() for char in value) else value
 
 
 def format_route(route: Route) -> str:
     """The line ``parse_route_line`` reads back as ``route`` (options at their defaults left out)."""
-    parts = [route.direction, _quote(route.filter)]
+    parts = [route.direction, quote_word(route.filter)]
     if route.remap is not None:
-        parts += [ARROW, _quote(route.remap)]
+        parts += [ARROW, quote_word(route.remap)]
     if route.max_qos != 2:
         parts.append(f"qos={route.max_qos}")
     if route.exclude:
-        parts.append("exclude=" + _quote(",".join(route.exclude)))
+        parts.append("exclude=" + quote_word(",".join(route.exclude)))
     if not route.retain:
         parts.append("retain=false")
     return " ".join(parts)
@@ -254,7 +257,8 @@ def values_from_post(form: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def _message(error: ErrorDetails) -> str:
+def error_message(error: ErrorDetails) -> str:
+    """A pydantic error as the sentence shown next to a form field."""
     kind = error["type"]
     if kind == "missing" or (kind == "string_too_short" and error.get("input") == ""):
         return "Required."
@@ -271,7 +275,7 @@ def _line_number(message: str) -> int:
 def _place(error: ErrorDetails, lines: list[int]) -> tuple[str, str]:
     """Which field an error goes next to, and its message (route errors name their line)."""
     loc = error["loc"]
-    message = _message(error)
+    message = error_message(error)
     name = str(loc[0]) if loc else ""
     if name == "routes" and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(lines):
         where = ".".join(str(part) for part in loc[2:])
@@ -406,12 +410,23 @@ def _broker_row(status: Mapping[str, Any], record: BrokerRecord | None) -> dict[
     }
 
 
-def _error_page(request: web.Request, status: int, title: str, message: str) -> web.Response:
-    return render(request, "error.html", {"title": title, "message": message}, status=status)
+def error_page(
+    request: web.Request,
+    status: int,
+    title: str,
+    message: str,
+    *,
+    back: tuple[str, str] = ("/brokers", "Back to the brokers"),
+    page: str = "brokers",
+) -> web.Response:
+    """A page that only says what went wrong, with a link (``back``: address, text) to go on from."""
+    context: dict[str, object] = {"title": title, "message": message, "page": page}
+    context |= {"back_href": back[0], "back_text": back[1]}
+    return render(request, "error.html", context, status=status)
 
 
 def _broker_not_found(request: web.Request, broker_id: str) -> web.Response:
-    return _error_page(request, 404, "No such broker", f"There is no upstream broker with id {broker_id!r}.")
+    return error_page(request, 404, "No such broker", f"There is no upstream broker with id {broker_id!r}.")
 
 
 # --- pages ------------------------------------------------------------------------------
@@ -621,3 +636,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/tokens", tokens_page)
     router.add_post("/tokens", create_token)
     router.add_post("/tokens/{id}/revoke", revoke_token)
+    # Imported here: registry_pages uses this module's helpers.
+    from mqttproxy.webapp.registry_pages import add_routes as add_registry_routes
+
+    add_registry_routes(router)

@@ -442,6 +442,82 @@
     document.addEventListener("visibilitychange", refresh);
   }
 
+  // --- devices ----------------------------------------------------------------------------
+
+  const DEVICE_POLL = 3000; // ms between reads of the page's rows from /api/devices
+
+  function localTime(seconds) {
+    const when = new Date(seconds * 1000);
+    const element = document.createElement("time");
+    element.dateTime = when.toISOString();
+    element.textContent = when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    return element;
+  }
+
+  /** One row from the device the API returned, or (``device`` undefined) no longer among the rows: offline. */
+  function updateDeviceRow(row, device, now) {
+    const field = (name) => $(`[data-field="${name}"]`, row);
+    const online = Boolean(device && device.online);
+    const wasOnline = row.dataset.online === "true";
+    row.dataset.online = String(online);
+    const badge = field("online");
+    if (badge) {
+      badge.className = `badge badge-${online ? "online" : "offline"}`;
+      setText(badge, online ? "online" : "offline");
+    }
+    // Presence reaches the database every few seconds: the page's own view of "went offline" counts too.
+    if (wasOnline && !online) row.dataset.offlineSince = String(now);
+    const seen = field("last_seen");
+    if (seen) {
+      const last = Math.max((device && device.last_seen) || 0, Number(row.dataset.offlineSince) || 0);
+      if (online) {
+        setText(seen, "now");
+        seen.dataset.shown = "";
+      } else if (last && seen.dataset.shown !== String(last)) {
+        seen.replaceChildren(localTime(last));
+        seen.dataset.shown = String(last);
+      }
+    }
+    if (!device) return;
+    if (device.last_address) setText(field("last_address"), device.last_address);
+    row.dataset.enabled = String(device.enabled);
+    const enabled = field("enabled");
+    if (enabled) {
+      enabled.className = `badge badge-${device.enabled ? "enabled" : "disabled"}`;
+      setText(enabled, device.enabled ? "enabled" : "disabled");
+    }
+    const toggle = field("toggle-form");
+    if (toggle) toggle.setAttribute("action", `/devices/${encodeURIComponent(device.id)}/${device.enabled ? "disable" : "enable"}`);
+    setText(field("toggle"), device.enabled ? "Disable" : "Enable");
+  }
+
+  /** The device list reads its own rows again every few seconds: online, last seen, enabled. */
+  function startDevices() {
+    const body = $("[data-device-rows]");
+    if (!body || !body.dataset.poll || !$("tr[data-device]", body)) return;
+    const status = $("[data-devices-updated]");
+    const refresh = async () => {
+      if (document.hidden) return undefined;
+      let devices;
+      try {
+        const response = await fetch(body.dataset.poll, { headers: { Accept: "application/json" } });
+        if (response.status === 401) return toLogin();
+        if (!response.ok) return undefined;
+        devices = await response.json();
+      } catch {
+        setText(status, "The gateway does not answer; retrying…");
+        return undefined;
+      }
+      const byId = new Map(devices.map((device) => [device.id, device]));
+      const now = Date.now() / 1000;
+      for (const row of $$("tr[data-device]", body)) updateDeviceRow(row, byId.get(row.dataset.device), now);
+      setText(status, `Updated ${new Date().toLocaleTimeString()}; online status refreshes every ${DEVICE_POLL / 1000} seconds.`);
+      return undefined;
+    };
+    setInterval(refresh, DEVICE_POLL);
+    document.addEventListener("visibilitychange", refresh);
+  }
+
   // --- forms ------------------------------------------------------------------------------
 
   /** Forms with data-confirm ask first; the answer is sent as confirmed=yes (without script, a page asks). */
@@ -459,6 +535,17 @@
       input.value = "yes";
       form.appendChild(input);
     }
+  });
+
+  /** GET forms with data-clean-query leave empty fields out of the address (the server reads them as unset). */
+  document.addEventListener("submit", (event) => {
+    const form = event.target;
+    if (!(form instanceof HTMLFormElement) || form.dataset.cleanQuery === undefined || event.defaultPrevented) return;
+    const empty = Array.from(form.elements).filter((element) => element.name && element.value === "" && !element.disabled);
+    for (const element of empty) element.disabled = true; // the entry list is built after this event
+    setTimeout(() => {
+      for (const element of empty) element.disabled = false;
+    });
   });
 
   /** The broker form's values as BrokerSettings JSON (routes left out: a connection test ignores them). */
@@ -569,6 +656,20 @@
     });
   }
 
+  /** The tenant form shows the CA box in certificate mode (and whenever it holds something). */
+  function startTenantForm() {
+    const form = $("[data-tenant-form]");
+    const mode = form && form.elements.namedItem("auth_mode");
+    const ca = form && $("[data-ca-cert]", form);
+    const field = ca && ca.closest(".field");
+    if (!mode || !field) return;
+    const update = () => {
+      field.hidden = mode.value !== "certificate" && ca.value.trim() === "" && !field.classList.contains("has-error");
+    };
+    mode.addEventListener("change", update);
+    update();
+  }
+
   function startCopyButtons() {
     for (const button of $$("[data-copy]")) {
       const input = $(button.dataset.copy);
@@ -618,6 +719,7 @@
     if (!url.searchParams.has("flash")) return;
     url.searchParams.delete("flash");
     url.searchParams.delete("broker");
+    url.searchParams.delete("id");
     history.replaceState(history.state, "", url.pathname + url.search + url.hash);
   }
 
@@ -627,7 +729,9 @@
     startLive();
     startChart();
     startClients();
+    startDevices();
     startBrokerForm();
+    startTenantForm();
     startCopyButtons();
     if ($("[data-since]")) setInterval(tickDurations, 1000);
   }
