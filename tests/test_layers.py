@@ -16,7 +16,7 @@ ALLOWED: dict[str, set[str]] = {
     "protocol": {"errors"},
     "config": {"errors"},
     "broker": {"protocol", "config", "errors", "metrics", "passwords"},
-    "webapp": {"config", "errors", "operators", "upstream", "registry"},
+    "webapp": {"config", "errors", "operators", "upstream", "registry", "shadow"},
     "operators": {"storage", "passwords", "errors", "throttle"},
     "throttle": set(),
     "storage": {"errors"},

@@ -122,8 +122,8 @@ class ShadowService:
 
     # --- requests -------------------------------------------------------------------------
 
-    async def handle(self, key: ShadowKey, operation: str, payload: bytes) -> dict[str, Any] | None:
-        """Serve one request; publish its responses; return the accepted document (``None`` if rejected)."""
+    async def handle(self, key: ShadowKey, operation: str, payload: bytes) -> dict[str, Any] | ShadowError:
+        """Serve one request and publish its responses; return the accepted document or the error."""
         self.requests += 1
         try:
             check_names(key.thing, key.name)
@@ -136,7 +136,7 @@ class ShadowService:
                 return await self._delete(key, client_token)
         except ShadowError as error:
             self._reject(key, operation, error, payload)
-            return None
+            return error
 
     def _lock(self, key: ShadowKey) -> asyncio.Lock:
         lock = self._locks.get(key)
@@ -196,6 +196,10 @@ class ShadowService:
         body = {"version": shadow.version, "timestamp": int(time.time())}
         self._publish(key.prefix + "/delete/accepted", _with_token(body, client_token))
         return body
+
+    @staticmethod
+    def now() -> int:
+        return int(time.time())
 
     def _reject(self, key: ShadowKey, operation: str, error: ShadowError, payload: bytes) -> None:
         self.rejected += 1

@@ -33,6 +33,7 @@ from mqttproxy.webapp.openapi import openapi
 from mqttproxy.webapp.rates import rates_context
 from mqttproxy.webapp.registry_api import REGISTRY_ROUTES
 from mqttproxy.webapp.services import CONFIG, GATEWAY, THROTTLE, GatewayView
+from mqttproxy.webapp.shadow_api import SHADOW_ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ def create_app(*, gateway: GatewayView, config: WebConfig, metrics: Collector) -
     app[API_ROUTES] = [
         *ROUTES,
         *REGISTRY_ROUTES,
+        *SHADOW_ROUTES,
         Route("GET", "/api/events", events, "Server-Sent Events: the status document once a second"),
         Route("GET", "/api/openapi.json", openapi, "This OpenAPI document"),
     ]

@@ -9,6 +9,7 @@ from aiohttp import web
 from mqttproxy.config import WebConfig
 from mqttproxy.operators import LoginThrottle, Operators
 from mqttproxy.registry import Registry
+from mqttproxy.shadow import ShadowService
 from mqttproxy.upstream.fanout import FanOut
 
 
@@ -23,6 +24,9 @@ class GatewayView(Protocol):
 
     @property
     def registry(self) -> Registry: ...
+
+    @property
+    def shadows(self) -> ShadowService: ...
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 
