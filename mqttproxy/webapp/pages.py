@@ -636,7 +636,9 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/tokens", tokens_page)
     router.add_post("/tokens", create_token)
     router.add_post("/tokens/{id}/revoke", revoke_token)
-    # Imported here: registry_pages uses this module's helpers.
+    # Imported here: registry_pages and shadow_pages use this module's helpers.
     from mqttproxy.webapp.registry_pages import add_routes as add_registry_routes
+    from mqttproxy.webapp.shadow_pages import add_routes as add_shadow_routes
 
     add_registry_routes(router)
+    add_shadow_routes(router)

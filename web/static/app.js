@@ -518,6 +518,148 @@
     document.addEventListener("visibilitychange", refresh);
   }
 
+  // --- device shadows ---------------------------------------------------------------------
+
+  const SHADOW_POLL = 3000; // ms between reads of the shown shadow from /api/things/{thing}/shadow
+
+  const pretty = (value) => JSON.stringify(value, null, 2);
+
+  /** Every leaf's time of a shadow's metadata, desired first: the same as shadow_pages.metadata_rows. */
+  function metadataRows(metadata) {
+    const rows = [];
+    const walk = (section, node, path) => {
+      if (!node || typeof node !== "object" || Array.isArray(node)) return;
+      if (typeof node.timestamp === "number") {
+        rows.push({ section, path: path.join("."), timestamp: node.timestamp });
+        return;
+      }
+      for (const [key, child] of Object.entries(node)) walk(section, child, [...path, key]);
+    };
+    for (const section of ["desired", "reported"]) walk(section, (metadata || {})[section], []);
+    return rows;
+  }
+
+  function leafRow(leaf) {
+    const row = document.createElement("tr");
+    const cells = [
+      ["Value", leaf.path, "mono"],
+      ["Section", leaf.section, ""],
+      ["Set", null, ""],
+    ];
+    for (const [label, text, className] of cells) {
+      const cell = document.createElement("td");
+      cell.dataset.label = label;
+      if (className) cell.className = className;
+      if (text === null) cell.appendChild(localTime(leaf.timestamp));
+      else cell.textContent = text;
+      row.appendChild(cell);
+    }
+    return row;
+  }
+
+  /** The shadow page reads its shadow again every few seconds; the desired form's text is left alone once edited. */
+  function startShadow() {
+    const root = $("[data-shadow]");
+    if (!root || !root.dataset.poll) return;
+    const field = (name) => $(`[data-shadow-field="${name}"]`);
+    const status = $("[data-shadow-updated]", root);
+    const form = $("[data-desired-form]");
+    const textarea = form && form.elements.namedItem("desired");
+    const version = form && form.elements.namedItem("version");
+    const note = form && $("[data-desired-note]", form);
+    // What the form's text and version stand for: the desired state the page showed.
+    let base = JSON.stringify(JSON.parse(root.dataset.desired || "null")); // as this script writes it
+    let shownText = textarea && form.dataset.edited === undefined ? textarea.value : null;
+    const edited = () => !textarea || shownText === null || textarea.value !== shownText || document.activeElement === textarea;
+
+    const showPane = (name, value) => {
+      const pre = field(name);
+      const empty = $(`[data-shadow-empty="${name}"]`, root);
+      const has = value !== undefined && value !== null && !(name === "delta" && Object.keys(value).length === 0);
+      if (pre) {
+        setText(pre, has ? pretty(value) : "");
+        pre.hidden = !has;
+      }
+      if (empty) empty.hidden = has;
+    };
+
+    const showSync = (state) => {
+      const badge = $("[data-shadow-sync]", root);
+      if (!badge) return;
+      const look = { "no shadow": "offline", delta: "backoff", "in sync": "online" }[state];
+      badge.className = `badge badge-${look}`;
+      setText(badge, state);
+    };
+
+    const showTime = (name, seconds) => {
+      const element = field(name);
+      if (!element) return;
+      if (!seconds) setText(element, "—");
+      else if (element.dataset.shown !== String(seconds)) element.replaceChildren(localTime(seconds));
+      element.dataset.shown = seconds ? String(seconds) : "";
+    };
+
+    const followForm = (shadow) => {
+      if (!form) return;
+      const desired = shadow ? shadow.state.desired ?? null : null;
+      const now = JSON.stringify(desired);
+      const current = shadow ? String(shadow.version) : "";
+      if (!edited()) {
+        textarea.value = pretty(desired && typeof desired === "object" ? desired : {});
+        shownText = textarea.value;
+        base = now;
+      }
+      if (now === base) {
+        // Only reported changed (or nothing): the operator's text still applies to this version.
+        version.value = current;
+        setText(field("expected"), current);
+        if (note) note.hidden = true;
+      } else if (note) {
+        note.textContent = "Desired was changed elsewhere since this page showed it: saving is refused (Version conflict) and shows the shadow as it is now.";
+        note.hidden = false;
+      }
+    };
+
+    const show = (shadow) => {
+      root.dataset.exists = String(Boolean(shadow));
+      $("[data-shadow-missing]", root).hidden = Boolean(shadow);
+      $("[data-shadow-panes]", root).hidden = !shadow;
+      $("[data-shadow-metadata]", root).hidden = !shadow;
+      const state = (shadow && shadow.state) || {};
+      showPane("desired", state.desired);
+      showPane("reported", state.reported);
+      showPane("delta", state.delta);
+      showSync(!shadow ? "no shadow" : state.delta && Object.keys(state.delta).length ? "delta" : "in sync");
+      setText(field("version"), shadow ? String(shadow.version) : "—");
+      const leaves = shadow ? metadataRows(shadow.metadata) : [];
+      showTime("updated", leaves.reduce((latest, leaf) => Math.max(latest, leaf.timestamp), 0));
+      showTime("timestamp", shadow ? shadow.timestamp : 0);
+      setText(field("leaves"), String(leaves.length));
+      const body = $("[data-shadow-leaves]", root);
+      if (body) body.replaceChildren(...leaves.map(leafRow));
+      followForm(shadow);
+    };
+
+    const refresh = async () => {
+      if (document.hidden) return undefined;
+      let shadow = null;
+      try {
+        const response = await fetch(root.dataset.poll, { headers: { Accept: "application/json" } });
+        if (response.status === 401) return toLogin();
+        if (response.ok) shadow = await response.json();
+        else if (response.status !== 404) throw new Error(`HTTP ${response.status}`);
+      } catch {
+        setText(status, "The gateway does not answer; retrying…");
+        return undefined;
+      }
+      show(shadow);
+      setText(status, `Updated ${new Date().toLocaleTimeString()}; the shadow refreshes every ${SHADOW_POLL / 1000} seconds.`);
+      return undefined;
+    };
+    setInterval(refresh, SHADOW_POLL);
+    document.addEventListener("visibilitychange", refresh);
+  }
+
   // --- forms ------------------------------------------------------------------------------
 
   /** Forms with data-confirm ask first; the answer is sent as confirmed=yes (without script, a page asks). */
@@ -730,6 +872,7 @@
     startChart();
     startClients();
     startDevices();
+    startShadow();
     startBrokerForm();
     startTenantForm();
     startCopyButtons();
