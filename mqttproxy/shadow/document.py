@@ -26,6 +26,16 @@ class ShadowError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.client_token: str | None = None  # echoed when the request carried one
+        self.timestamp: int | None = None  # when it was rejected
+
+    def body(self, now: int) -> dict[str, Any]:
+        """The contract's error document, the same over MQTT and REST."""
+        timestamp = self.timestamp or now
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "timestamp": timestamp}
+        if self.client_token is not None:
+            body["clientToken"] = self.client_token
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +73,18 @@ def parse_json(payload: bytes) -> Json:
     except UnicodeDecodeError:
         raise ShadowError(415, "Unsupported documented encoding; supported encoding is UTF-8") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return json.loads(text, parse_constant=_not_json)
+    except (json.JSONDecodeError, _NotJson):
         raise ShadowError(400, "Invalid JSON") from None
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _not_json(constant: str) -> None:
+    # Python's json reads NaN and Infinity; JSON (RFC 8259) has no such values.
+    raise _NotJson(constant)
 
 
 def client_token_of(document: Json, limits: Limits) -> str | None:
@@ -76,6 +95,14 @@ def client_token_of(document: Json, limits: Limits) -> str | None:
     if not isinstance(token, str) or len(token.encode()) > limits.max_client_token_bytes:
         raise ShadowError(400, "Invalid clientToken")
     return token
+
+
+def echoed_client_token(payload: bytes, limits: Limits) -> str | None:
+    """The clientToken of any payload, for echoing in a response; None if there is no valid one."""
+    try:
+        return client_token_of(parse_json(payload), limits) if payload.strip() else None
+    except ShadowError:
+        return None
 
 
 def parse_update(payload: bytes, limits: Limits) -> UpdateRequest:
@@ -190,17 +217,33 @@ def delta(desired: Json, reported: Json) -> dict[str, Any]:
             nested = delta(wanted, actual)
             if nested:
                 result[key] = nested
-        elif wanted != actual:
+        elif not same_value(wanted, actual):
             result[key] = wanted
     return result
 
 
+def same_value(a: Json, b: Json) -> bool:
+    """JSON equality: unlike Python's ``==``, ``true`` is not ``1`` and ``false`` is not ``0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b  # True and False are singletons
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(same_value, a, b))
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_value(a[key], b[key]) for key in a)
+    return bool(a == b)
+
+
 def delta_metadata(difference: dict[str, Any], metadata: Json) -> dict[str, Any]:
-    """The desired metadata of the leaves in ``difference``."""
+    """The desired metadata of the leaves in ``difference``.
+
+    Walks the difference, not the metadata: a non-empty object in the difference
+    is an object in desired, whose metadata is per key (one of which may well be
+    named "timestamp").
+    """
     result: dict[str, Any] = {}
     for key, value in difference.items():
         entry = metadata.get(key) if isinstance(metadata, dict) else None
-        if isinstance(value, dict) and value and isinstance(entry, dict) and "timestamp" not in entry:
+        if isinstance(value, dict) and value and isinstance(entry, dict):
             result[key] = delta_metadata(value, entry)
         elif entry is not None:
             result[key] = entry

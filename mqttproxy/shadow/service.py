@@ -32,6 +32,7 @@ from mqttproxy.shadow.document import (
     client_token_of,
     delta,
     delta_metadata,
+    echoed_client_token,
     parse_json,
     parse_update,
     touched_metadata,
@@ -130,10 +131,11 @@ class ShadowService:
             async with self._lock(key):
                 if operation == "update":
                     return await self._update(key, parse_update(payload, self.limits))
-                client_token = client_token_of(parse_json(payload), self.limits) if payload.strip() else None
                 if operation == "get":
-                    return await self._get(key, client_token)
-                return await self._delete(key, client_token)
+                    document = parse_json(payload) if payload.strip() else None
+                    return await self._get(key, client_token_of(document, self.limits))
+                # The delete payload is ignored, except for a clientToken to echo.
+                return await self._delete(key, echoed_client_token(payload, self.limits))
         except ShadowError as error:
             self._reject(key, operation, error, payload)
             return error
@@ -203,12 +205,9 @@ class ShadowService:
 
     def _reject(self, key: ShadowKey, operation: str, error: ShadowError, payload: bytes) -> None:
         self.rejected += 1
-        body: dict[str, Any] = {"code": error.code, "message": error.message, "timestamp": int(time.time())}
-        try:
-            token = client_token_of(json.loads(payload), self.limits) if payload else None
-        except (ShadowError, ValueError):
-            token = None
-        self._publish(f"{key.prefix}/{operation}/rejected", _with_token(body, token))
+        error.timestamp = int(time.time())
+        error.client_token = echoed_client_token(payload, self.limits)
+        self._publish(f"{key.prefix}/{operation}/rejected", error.body(error.timestamp))
 
     def _publish(self, topic: str, body: dict[str, Any]) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode()

@@ -96,12 +96,13 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 401,
                 "log in, or send an API token: Authorization: Bearer <token>",
                 headers={"WWW-Authenticate": 'Bearer realm="mqttproxy"'},
+                request=request,
             )
         raise web.HTTPFound("/login?" + urlencode({"next": request.path_qs}))
     session = request.get(SESSION)
     if unsafe and session is not None and not await _csrf_ok(request, session):
         if is_api(request):
-            return error_response(403, "missing or wrong CSRF token (header X-CSRF-Token)")
+            return error_response(403, "missing or wrong CSRF token (header X-CSRF-Token)", request=request)
         raise web.HTTPForbidden(text="Missing or wrong CSRF token: reload the page and try again.")
     return await handler(request)
 

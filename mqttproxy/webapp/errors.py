@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -41,6 +42,14 @@ class ApiError(Exception):
         self.field = field
 
 
+# The shadow routes speak the AWS IoT shadow contract, errors included.
+_SHADOW_MESSAGES = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "The payload exceeds the maximum size allowed",
+}
+
+
 def error_response(
     status: int,
     message: str,
@@ -48,7 +57,16 @@ def error_response(
     code: str | None = None,
     field: str | None = None,
     headers: dict[str, str] | None = None,
+    request: web.Request | None = None,
 ) -> web.Response:
+    """The API's error document; on the shadow routes (given ``request``), the contract's instead."""
+    if request is not None and is_shadow_api(request):
+        shadow_body = {
+            "code": status,
+            "message": _SHADOW_MESSAGES.get(status, message),
+            "timestamp": int(time.time()),
+        }
+        return web.json_response(shadow_body, status=status, headers=headers)
     body: dict[str, Any] = {"code": code or _CODES.get(status, "error"), "message": message}
     if field is not None:
         body["field"] = field
@@ -65,6 +83,10 @@ def validation_error(exc: ValidationError) -> ApiError:
 
 def is_api(request: web.Request) -> bool:
     return request.path.startswith("/api/") or request.path == "/api"
+
+
+def is_shadow_api(request: web.Request) -> bool:
+    return request.path == "/api/things" or request.path.startswith("/api/things/")
 
 
 @web.middleware
@@ -89,4 +111,4 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400 or not is_api(request):
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return error_response(exc.status, exc.reason, headers=headers)
+        return error_response(exc.status, exc.reason, headers=headers, request=request)

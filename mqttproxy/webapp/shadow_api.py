@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from mqttproxy.shadow import ShadowError, ShadowKey
+from mqttproxy.shadow import ShadowError, ShadowKey, ShadowService
 from mqttproxy.webapp.api import Route
 from mqttproxy.webapp.services import GATEWAY
 
@@ -21,8 +21,8 @@ def _key(request: web.Request) -> ShadowKey:
 
 
 def _error(error: ShadowError) -> web.Response:
-    # The contract's error body, with the HTTP status of its code.
-    return web.json_response({"code": error.code, "message": error.message}, status=error.code)
+    # The contract's error body (as on .../rejected), with the HTTP status of its code.
+    return web.json_response(error.body(ShadowService.now()), status=error.code)
 
 
 async def _serve(request: web.Request, operation: str) -> web.Response:
