@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks in this directory (``broker_throughput.py``, ``fanout_throughput.py``).
+"""Helpers shared by the benchmarks in this directory (``broker_throughput.py``, ``fanout_throughput.py``,
+``registry_throughput.py``).
 
 Blocking-socket MQTT client plumbing for load generators (connect, subscribe,
 scan received PUBLISHes, count PUBACKs), clocks shared between processes,
@@ -113,11 +114,17 @@ def _read_packet(sock: socket.socket, decoder: Decoder) -> Packet:
         decoder.receive_data(data)
 
 
-def mqtt_connect(port: int, client_id: str) -> tuple[socket.socket, Decoder]:
-    """A connected, CONNACKed blocking socket (clean session, no keep-alive)."""
+def mqtt_connect(
+    port: int, client_id: str, *, username: str | None = None, password: str | None = None
+) -> tuple[socket.socket, Decoder]:
+    """A connected, CONNACKed blocking socket (clean session, no keep-alive), with credentials if given."""
     sock = socket.create_connection((HOST, port), timeout=10)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.sendall(encode_connect(Connect(client_id=client_id, clean_session=True, keep_alive=0)))
+    secret = password.encode() if password is not None else None
+    connect = Connect(
+        client_id=client_id, clean_session=True, keep_alive=0, username=username, password=secret
+    )
+    sock.sendall(encode_connect(connect))
     decoder = Decoder()
     packet = _read_packet(sock, decoder)
     if not isinstance(packet, Connack) or packet.return_code != ConnectReturnCode.ACCEPTED:
@@ -518,6 +525,7 @@ class Profiler:
     scenario: str
     native: bool = False
     process: subprocess.Popen[bytes] | None = None
+    extra: tuple[str, ...] = ()  # more py-spy options, e.g. ("--gil",)
 
     def start(self, pid: int, seconds: float) -> None:
         """Sample 200 times a second; py-spy pauses the broker for each sample (accurate stacks)."""
@@ -526,6 +534,7 @@ class Profiler:
         command += ["--duration", str(max(1, int(seconds))), "--rate", "200"]
         if self.native:
             command.append("--native")
+        command += self.extra
         try:
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         except OSError as exc:
