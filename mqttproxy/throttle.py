@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 
@@ -13,7 +13,10 @@ class LoginThrottle:
 
     limit: int = 5
     window: float = 60.0
-    _failures: dict[str, deque[float]] = field(default_factory=dict)
+    max_keys: int = 100_000  # a flood of distinct keys forgets the least recently failed first
+    # Ordered by last failure, oldest first, so forgetting is O(1) at the front;
+    # each key keeps only its last ``limit`` failures.
+    _failures: OrderedDict[str, deque[float]] = field(default_factory=OrderedDict)
 
     def retry_after(self, *keys: str) -> float:
         """Seconds until ``keys`` may try again; 0 if they may now."""
@@ -31,12 +34,21 @@ class LoginThrottle:
 
     def failed(self, *keys: str) -> None:
         now = time.monotonic()
+        failures = self._failures
         for key in keys:
-            self._failures.setdefault(key, deque()).append(now)
-        if len(self._failures) > 10_000:  # forget idle keys so a scan cannot grow this forever
-            self._failures = {
-                key: value for key, value in self._failures.items() if value and value[-1] > now - self.window
-            }
+            entry = failures.get(key)
+            if entry is None:
+                entry = failures[key] = deque(maxlen=self.limit)
+            else:
+                failures.move_to_end(key)
+            entry.append(now)
+        # Forget keys whose last failure left the window, and the oldest beyond max_keys.
+        expired = now - self.window
+        while failures:
+            oldest = next(iter(failures.values()))
+            if oldest[-1] > expired and len(failures) <= self.max_keys:
+                break
+            failures.popitem(last=False)
 
     def succeeded(self, *keys: str) -> None:
         for key in keys:

@@ -256,3 +256,14 @@ def test_a_flood_of_keys_keeps_recent_failures() -> None:
     for number in range(10_001):
         throttle.failed(f"address:{number}")
     assert throttle.retry_after("address:victim") > 0
+
+
+def test_a_flood_beyond_the_key_limit_forgets_the_least_recent_keys() -> None:
+    throttle = LoginThrottle(limit=2, window=60.0, max_keys=100)
+    for _ in range(2):
+        throttle.failed("address:old")
+    for number in range(200):
+        throttle.failed("address:attacker", f"device:{number}")
+    assert throttle.retry_after("address:attacker") > 0  # failing again keeps it remembered
+    assert throttle.retry_after("address:old") == 0
+    assert len(throttle._failures) == 100
