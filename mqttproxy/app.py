@@ -17,6 +17,7 @@ from mqttproxy.operators import Operators
 from mqttproxy.registry import Registry
 from mqttproxy.shadow import Limits, ShadowService
 from mqttproxy.storage import Database
+from mqttproxy.timeseries import Recorder, RecorderSettings
 from mqttproxy.upstream.fanout import FanOut
 from mqttproxy.upstream.store import BrokerStore
 
@@ -61,6 +62,8 @@ class Gateway:
             limits=Limits(**config.shadow.model_dump()),
         )
         self.broker.dispatcher.add_hook("shadow", self.shadows.on_message)
+        self.recorder = Recorder(self.database, RecorderSettings(**config.timeseries.model_dump()))
+        self.broker.dispatcher.add_hook("timeseries", self.recorder.on_message)
         self.operators = Operators(self.database, session_ttl=config.web.session_ttl)
         self.web: WebServer | None = None
         if config.web.enabled:
@@ -83,6 +86,9 @@ class Gateway:
             await self.registry.start()
             starting.push_async_callback(self.registry.stop)
             starting.push_async_callback(self.shadows.stop)
+            await self.recorder.start()
+            # Stopped after the broker (unwinding runs in reverse), so its final flush has everything.
+            starting.push_async_callback(self.recorder.stop)
             if (
                 not self.config.auth.allow_anonymous
                 and not self.config.auth.users

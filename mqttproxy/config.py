@@ -112,6 +112,23 @@ class ShadowConfig(_Section):
     max_client_token_bytes: int = Field(default=64, ge=1)
 
 
+class TimeseriesConfig(_Section):
+    # Write what is queued at least this often (seconds) ...
+    flush_interval: Seconds = 1.0
+    # ... or as soon as about this many points are waiting.
+    flush_points: int = Field(default=1000, ge=1)
+    # Messages waiting to be recorded; beyond it the oldest are dropped and counted.
+    max_queued_messages: int = Field(default=100_000, ge=1)
+    # Samples per sealed chunk: larger compresses better, smaller reads less per query.
+    chunk_samples: int = Field(default=2048, ge=16, le=65_536)
+    # Seconds a payload timestamp may be ahead of the gateway's clock before it is refused.
+    max_future: Seconds = 300.0
+    # Days kept of series that no data config records any more.
+    default_retention_days: float = Field(default=30.0, gt=0)
+    # Seconds between retention passes.
+    retention_interval: Seconds = 3600.0
+
+
 class WebConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"
@@ -141,6 +158,7 @@ class Config(_Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     upstream: UpstreamConfig = Field(default_factory=UpstreamConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    timeseries: TimeseriesConfig = Field(default_factory=TimeseriesConfig)
     web: WebConfig = Field(default_factory=WebConfig)
 
 

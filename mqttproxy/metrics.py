@@ -59,6 +59,25 @@ class BrokerSource(Protocol):
 
     def upstream_links(self) -> Iterable[LinkView]: ...
 
+    @property
+    def recorder(self) -> RecorderView: ...
+
+
+class RecorderView(Protocol):
+    """The timeseries recorder's counters."""
+
+    points: int
+    dropped: int
+    lost_points: int
+    flush_seconds: LatencyHistogram
+
+    @property
+    def bytes_on_disk(self) -> int: ...
+
+    def config_counters(self) -> Iterable[tuple[str, int, int, Mapping[str, int]]]:
+        """(data config id, messages, points, failures by reason) for every data config."""
+        ...
+
 
 class LinkView(Protocol):
     id: str
@@ -149,6 +168,7 @@ class GatewayCollector:
             local.add_metric([reason], counters[field])
         yield local
         yield from self._links(list(self._source.upstream_links()))
+        yield from _recorder(self._source.recorder)
 
     def _links(self, links: list[LinkView]) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -172,6 +192,53 @@ class GatewayCollector:
             latency.add_metric([link.id], link.latency.cumulative(), sum_value=link.latency.sum)
         yield dropped
         yield latency
+
+
+def _recorder(recorder: RecorderView) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    yield CounterMetricFamily(
+        "mqttproxy_timeseries_points", "Samples stored by the timeseries recorder", value=recorder.points
+    )
+    yield CounterMetricFamily(
+        "mqttproxy_timeseries_messages_dropped",
+        "Messages the recorder dropped because its queue was full",
+        value=recorder.dropped,
+    )
+    yield CounterMetricFamily(
+        "mqttproxy_timeseries_points_lost",
+        "Samples lost to failed database writes",
+        value=recorder.lost_points,
+    )
+    yield GaugeMetricFamily(
+        "mqttproxy_timeseries_bytes", "Bytes of compressed samples on disk", value=recorder.bytes_on_disk
+    )
+    flush = recorder.flush_seconds
+    yield HistogramMetricFamily(
+        "mqttproxy_timeseries_flush_duration_seconds",
+        "Time to extract and store one batch",
+        buckets=flush.cumulative(),
+        sum_value=flush.sum,
+    )
+    messages = CounterMetricFamily(
+        "mqttproxy_timeseries_messages", "Messages a data config matched", labels=["config"]
+    )
+    points = CounterMetricFamily(
+        "mqttproxy_timeseries_extracted_points", "Samples a data config extracted", labels=["config"]
+    )
+    failures = CounterMetricFamily(
+        "mqttproxy_timeseries_extraction_failures",
+        "Values a data config could not extract, by reason",
+        labels=["config", "reason"],
+    )
+    for config_id, matched, extracted, failed in recorder.config_counters():
+        messages.add_metric([config_id], matched)
+        points.add_metric([config_id], extracted)
+        for reason, count in sorted(failed.items()):
+            failures.add_metric([config_id, reason], count)
+    yield messages
+    yield points
+    yield failures
 
 
 def _value(link: LinkView, attribute: str) -> float:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, get_args
 
-from mqttproxy.config import load_config
+from pydantic import BaseModel
+
+from mqttproxy.config import Config, load_config
 from mqttproxy.upstream.store import BrokerStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +37,33 @@ def test_shipped_config_loads() -> None:
     assert config.auth.allow_anonymous is False
     assert config.mqtt.port == 1883
     assert config.web.port == 3000
+
+
+def _table(annotation: Any) -> type[BaseModel] | None:
+    """The settings table a field holds (``TlsListenerConfig | None`` included), if it is one."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def test_the_shipped_config_names_every_setting() -> None:
+    """config/proxy.toml is the reference: every setting appears, set or commented out."""
+    text = (ROOT / "config" / "proxy.toml").read_text()
+
+    def check(model: type[BaseModel], path: str) -> None:
+        for key, info in model.model_fields.items():
+            table = _table(info.annotation)
+            if key == "users":  # [[auth.users]] tables
+                assert "[[auth.users]]" in text
+            elif table is not None:
+                name = f"{path}.{key}" if path else key
+                assert re.search(rf"^#? ?\[{re.escape(name)}\]", text, re.MULTILINE), name
+                check(table, name)
+            else:
+                assert re.search(rf"^(# )*{key} =", text, re.MULTILINE), f"[{path}] {key}"
+
+    check(Config, "")
 
 
 def test_every_package_is_listed_for_installation() -> None:

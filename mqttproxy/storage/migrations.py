@@ -74,4 +74,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "timeseries",
+        """
+        CREATE TABLE ts_configs (
+            id TEXT PRIMARY KEY,
+            body TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE ts_series (
+            id INTEGER PRIMARY KEY,
+            metric TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            UNIQUE (metric, labels)
+        );
+        -- Samples of one series, compressed together (mqttproxy/timeseries/codec.py).
+        -- Each flush adds a small chunk; once enough have gathered they are merged
+        -- into one sealed chunk, which compresses far better.
+        CREATE TABLE ts_chunks (
+            series_id INTEGER NOT NULL REFERENCES ts_series (id) ON DELETE CASCADE,
+            start_ms INTEGER NOT NULL,
+            end_ms INTEGER NOT NULL,
+            samples INTEGER NOT NULL,
+            sealed INTEGER NOT NULL,
+            data BLOB NOT NULL
+        );
+        CREATE INDEX ts_chunks_by_series_time ON ts_chunks (series_id, end_ms);
+        """,
+    ),
 ]

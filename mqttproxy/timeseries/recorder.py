@@ -1,0 +1,310 @@
+"""The timeseries recorder: a tap on the dispatch point, a batch writer, retention and queries.
+
+The tap runs for every message on the device path, so it only matches the
+topic against the data configs' filters (a cached trie lookup) and appends
+the message to a bounded queue. Parsing, extraction and writing run in the
+recorder's own task, in batches: a flush happens every ``flush_interval`` or
+as soon as about ``flush_points`` points are waiting. A message the recorder
+cannot use is counted against its data config and never affects delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from mqttproxy.broker.message import Message
+from mqttproxy.broker.topic_trie import SubscriptionTrie
+from mqttproxy.errors import MqttProxyError
+from mqttproxy.metrics import LatencyHistogram
+from mqttproxy.storage import Database
+from mqttproxy.timeseries.extract import Extractor
+from mqttproxy.timeseries.models import DataConfig
+from mqttproxy.timeseries.query import aggregate, bucket_count
+from mqttproxy.timeseries.store import Samples, Series, SeriesKey, TimeseriesStore
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+
+
+class DataConfigNotFound(MqttProxyError):
+    def __init__(self, config_id: str) -> None:
+        super().__init__(f"no data config with id {config_id!r}")
+
+
+class DataConfigExists(MqttProxyError):
+    def __init__(self, config_id: str) -> None:
+        super().__init__(f"a data config with id {config_id!r} already exists")
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderSettings:
+    flush_interval: float = 1.0  # seconds
+    flush_points: int = 1000
+    max_queued_messages: int = 100_000
+    chunk_samples: int = 2048
+    max_future: float = 300.0  # seconds a payload timestamp may be ahead of the clock
+    default_retention_days: float = 30.0  # for series no data config produces any more
+    retention_interval: float = 3600.0  # seconds between retention passes
+
+
+@dataclass(slots=True)
+class ConfigStats:
+    """What one data config did since start: shown on the dashboard and in /metrics."""
+
+    messages: int = 0
+    points: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"messages": self.messages, "points": self.points, "failures": dict(self.failures)}
+
+
+class Recorder:
+    def __init__(self, database: Database, settings: RecorderSettings | None = None) -> None:
+        self.settings = settings or RecorderSettings()
+        self.store = TimeseriesStore(database, chunk_samples=self.settings.chunk_samples)
+        self._configs: dict[str, DataConfig] = {}
+        self._extractors: dict[str, Extractor] = {}
+        self._fields: dict[str, int] = {}  # points a message of each config can give
+        self._trie: SubscriptionTrie[str] = SubscriptionTrie()
+        self._queue: deque[tuple[Message, tuple[tuple[str, int], ...]]] = deque()
+        self._waiting_points = 0
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stats: dict[str, ConfigStats] = {}
+        self.points = 0  # points stored since start
+        self.dropped = 0  # messages dropped because the queue was full
+        self.write_failures = 0
+        self.lost_points = 0  # points a failed write could not store
+        self.flush_seconds = LatencyHistogram()
+        self.last_flush_error: str | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        for config in await self.store.configs():
+            self._install(config)
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="timeseries-flush"),
+            asyncio.create_task(self._retention_loop(), name="timeseries-retention"),
+        ]
+        logger.info("timeseries recorder: %d data configs", len(self._configs))
+
+    async def stop(self) -> None:
+        """Stop the tasks and flush what is queued, so that a clean shutdown loses nothing."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.flush()
+
+    # --- the tap ----------------------------------------------------------------------------
+
+    def on_message(self, message: Message) -> None:
+        """Dispatch hook: queue a message that some data config wants; never blocks, never raises."""
+        if not self._extractors:
+            return  # no enabled data config: the device path pays one attribute test
+        matched = self._trie.match(message.topic)
+        if not matched:
+            return
+        queue = self._queue
+        if len(queue) >= self.settings.max_queued_messages:
+            # Writing fell behind: lose the oldest, counted, rather than memory without bound.
+            queue.popleft()
+            self.dropped += 1
+        queue.append((message, matched))
+        fields = self._fields
+        for config_id, _ in matched:
+            self._waiting_points += fields.get(config_id, 0)
+        if self._waiting_points >= self.settings.flush_points:
+            self._wake.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                logger.exception("timeseries flush failed")
+
+    async def flush(self) -> int:
+        """Extract and store everything queued; return the number of points stored."""
+        if not self._queue:
+            return 0
+        started = time.perf_counter()
+        queue, self._queue = self._queue, deque()
+        self._waiting_points = 0
+        batch = self._extract(queue)
+        written = 0
+        try:
+            written = await self.store.write(batch)
+            for series_id in self.store.due_for_sealing():
+                await self.store.seal(series_id)
+        except Exception as exc:
+            lost = sum(len(timestamps) for timestamps, _ in batch.values()) - written
+            self.write_failures += 1
+            self.lost_points += lost
+            self.last_flush_error = str(exc)
+            logger.error("timeseries: writing %d points failed: %s", lost, exc)
+        self.points += written
+        self.flush_seconds.observe(time.perf_counter() - started)
+        return written
+
+    def _extract(
+        self, queue: deque[tuple[Message, tuple[tuple[str, int], ...]]]
+    ) -> dict[SeriesKey, tuple[list[int], list[float]]]:
+        # Messages carry the event loop's clock; turn it into wall-clock milliseconds.
+        offset = time.time() - asyncio.get_running_loop().time()
+        batch: dict[SeriesKey, tuple[list[int], list[float]]] = {}
+        extractors = self._extractors
+        for message, matched in queue:
+            received_ms = int((message.received_at + offset) * 1000)
+            for config_id, _ in matched:
+                extractor = extractors.get(config_id)
+                if extractor is None:
+                    continue  # deleted since the message was queued
+                points, failures = extractor.extract(message.topic, message.payload, received_ms)
+                stats = self.stats[config_id]
+                stats.messages += 1
+                stats.points += len(points)
+                for reason in failures:
+                    stats.failures[reason] += 1
+                for point in points:
+                    key = (point.metric, point.labels)
+                    series = batch.get(key)
+                    if series is None:
+                        series = batch[key] = ([], [])
+                    series[0].append(point.timestamp_ms)
+                    series[1].append(point.value)
+        return batch
+
+    def config_counters(self) -> list[tuple[str, int, int, Counter[str]]]:
+        return [
+            (config_id, item.messages, item.points, item.failures) for config_id, item in self.stats.items()
+        ]
+
+    @property
+    def bytes_on_disk(self) -> int:
+        return self.store.bytes_on_disk
+
+    # --- retention --------------------------------------------------------------------------
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.apply_retention()
+            except Exception:
+                logger.exception("timeseries retention pass failed")
+            await asyncio.sleep(self.settings.retention_interval)
+
+    def retention_days(self) -> dict[str, float]:
+        """Days to keep, per metric: the longest any data config asks for."""
+        days: dict[str, float] = {}
+        for config in self._configs.values():
+            for item in config.fields:
+                days[item.metric] = max(days.get(item.metric, 0.0), item.retention_days)
+        return days
+
+    async def apply_retention(self, now_ms: int | None = None) -> int:
+        """Drop whole chunks past their metric's retention; return how many went."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        days = self.retention_days()
+        dropped = 0
+        for metric, keep in days.items():
+            dropped += await self.store.drop_before(metric, now_ms - int(keep * DAY_MS))
+        default_cutoff = now_ms - int(self.settings.default_retention_days * DAY_MS)
+        dropped += await self.store.drop_before(None, default_cutoff, keep=list(days))
+        if dropped:
+            logger.info("timeseries retention: dropped %d chunks", dropped)
+        return dropped
+
+    # --- data configs -----------------------------------------------------------------------
+
+    def configs(self) -> list[DataConfig]:
+        return sorted(self._configs.values(), key=lambda config: config.id)
+
+    def config(self, config_id: str) -> DataConfig:
+        try:
+            return self._configs[config_id]
+        except KeyError:
+            raise DataConfigNotFound(config_id) from None
+
+    async def add_config(self, config: DataConfig) -> None:
+        if config.id in self._configs:
+            raise DataConfigExists(config.id)
+        await self.store.save_config(config, create=True)
+        self._install(config)
+        logger.info("timeseries: data config %s added (topic %s)", config.id, config.topic)
+
+    async def update_config(self, config: DataConfig) -> None:
+        self.config(config.id)
+        await self.store.save_config(config, create=False)
+        self._install(config)
+        logger.info("timeseries: data config %s updated", config.id)
+
+    async def delete_config(self, config_id: str) -> None:
+        """Stop recording for a data config; series it recorded stay until their retention."""
+        self.config(config_id)
+        await self.store.delete_config(config_id)
+        del self._configs[config_id]
+        self.stats.pop(config_id, None)
+        self._rebuild()
+        logger.info("timeseries: data config %s deleted", config_id)
+
+    def _install(self, config: DataConfig) -> None:
+        self._configs[config.id] = config
+        self.stats.setdefault(config.id, ConfigStats())
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        max_future_ms = int(self.settings.max_future * 1000)
+        self._extractors = {
+            config.id: Extractor(config, max_future_ms=max_future_ms)
+            for config in self._configs.values()
+            if config.enabled
+        }
+        self._fields = {config_id: len(self._configs[config_id].fields) for config_id in self._extractors}
+        trie: SubscriptionTrie[str] = SubscriptionTrie()
+        for config_id in self._extractors:
+            trie.subscribe(self._configs[config_id].filter, config_id, 0)
+        self._trie = trie
+
+    # --- queries ----------------------------------------------------------------------------
+
+    async def series(
+        self, *, metric: str | None = None, labels: dict[str, str] | None = None, limit: int = 1000
+    ) -> list[Series]:
+        return await self.store.series(metric=metric, labels=labels, limit=limit)
+
+    async def one_series(self, series_id: int) -> Series | None:
+        return await self.store.one_series(series_id)
+
+    async def samples(self, series_id: int, start_ms: int, end_ms: int) -> Samples:
+        return await self.store.samples(series_id, start_ms, end_ms)
+
+    async def aggregate(
+        self, series_id: int, *, start_ms: int, end_ms: int, step_ms: int, functions: list[str]
+    ) -> list[tuple[int, dict[str, float]]]:
+        found = await self.store.samples(series_id, start_ms, end_ms)
+        return aggregate(
+            found.timestamps,
+            found.values,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            step_ms=step_ms,
+            functions=functions,
+        )
+
+    @staticmethod
+    def bucket_count(start_ms: int, end_ms: int, step_ms: int) -> int:
+        return bucket_count(start_ms, end_ms, step_ms)
