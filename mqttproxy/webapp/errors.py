@@ -11,6 +11,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from mqttproxy.registry import Conflict, NotFound
+from mqttproxy.timeseries import DataConfigExists, DataConfigNotFound
 from mqttproxy.upstream.fanout import BrokerExists, BrokerNotFound
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(404, str(exc))
     except Conflict as exc:
         return error_response(409, str(exc), field=exc.field)
+    except DataConfigNotFound as exc:
+        return error_response(404, str(exc))
+    except DataConfigExists as exc:
+        return error_response(409, str(exc), field="id")
     except web.HTTPException as exc:
         if exc.status < 400 or not is_api(request):
             raise

@@ -34,6 +34,7 @@ from mqttproxy.webapp.rates import rates_context
 from mqttproxy.webapp.registry_api import REGISTRY_ROUTES
 from mqttproxy.webapp.services import CONFIG, GATEWAY, THROTTLE, GatewayView
 from mqttproxy.webapp.shadow_api import SHADOW_ROUTES
+from mqttproxy.webapp.timeseries_api import TIMESERIES_ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ def create_app(*, gateway: GatewayView, config: WebConfig, metrics: Collector) -
         *ROUTES,
         *REGISTRY_ROUTES,
         *SHADOW_ROUTES,
+        *TIMESERIES_ROUTES,
         Route("GET", "/api/events", events, "Server-Sent Events: the status document once a second"),
         Route("GET", "/api/openapi.json", openapi, "This OpenAPI document"),
     ]

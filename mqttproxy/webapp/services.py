@@ -10,6 +10,7 @@ from mqttproxy.config import WebConfig
 from mqttproxy.operators import LoginThrottle, Operators
 from mqttproxy.registry import Registry
 from mqttproxy.shadow import ShadowService
+from mqttproxy.timeseries import Recorder
 from mqttproxy.upstream.fanout import FanOut
 
 
@@ -27,6 +28,9 @@ class GatewayView(Protocol):
 
     @property
     def shadows(self) -> ShadowService: ...
+
+    @property
+    def recorder(self) -> Recorder: ...
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 

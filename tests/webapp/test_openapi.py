@@ -11,10 +11,13 @@ from typing import Any
 import jsonschema
 import openapi_spec_validator
 import pytest
+from pydantic import BaseModel
 
 from mqttproxy.upstream.models import BrokerRecord, BrokerSettings
 from mqttproxy.webapp.api import API_ROUTES, ROUTES, TokenRequest
 from mqttproxy.webapp.registry_api import REGISTRY_ROUTES
+from mqttproxy.webapp.shadow_api import SHADOW_ROUTES
+from mqttproxy.webapp.timeseries_api import TIMESERIES_ROUTES
 from tests.webapp.api_client import token_api, web_gateway, web_port
 
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
@@ -25,6 +28,7 @@ class Served:
     document: dict[str, Any]
     routes: set[tuple[str, str]]  # (METHOD, path) of the running app's /api routes
     statuses: dict[tuple[str, str], int]
+    bodies: dict[tuple[str, str], type[BaseModel] | None]  # the request body model of every route
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +50,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 and route.method != "HEAD"
             }
             statuses = {(route.method, route.path): route.status for route in app[API_ROUTES]}
-            yield Served(document, routes, statuses)
+            bodies = {(route.method, route.path): route.body for route in app[API_ROUTES]}
+            yield Served(document, routes, statuses, bodies)
 
 
 def operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -71,7 +76,8 @@ def refs(value: Any) -> Iterator[str]:
 def test_paths_and_methods_are_exactly_the_api_routes(served: Served) -> None:
     documented = {(method, path) for method, path, _ in operations(served.document)}
     assert documented == served.routes
-    assert {(route.method, route.path) for route in ROUTES} <= documented
+    for routes in (ROUTES, REGISTRY_ROUTES, SHADOW_ROUTES, TIMESERIES_ROUTES):
+        assert {(route.method, route.path) for route in routes} <= documented
     assert ("GET", "/api/events") in documented
     assert ("GET", "/api/openapi.json") in documented
 
@@ -101,9 +107,8 @@ def test_path_parameters_are_declared(served: Served) -> None:
 
 def test_request_bodies_reference_existing_schemas(served: Served) -> None:
     schemas = served.document["components"]["schemas"]
-    bodies = {(route.method, route.path): route.body for route in (*ROUTES, *REGISTRY_ROUTES)}
     for method, path, operation in operations(served.document):
-        model = bodies.get((method, path))
+        model = served.bodies[(method, path)]
         if model is None:
             assert "requestBody" not in operation, (method, path)
             continue
