@@ -198,36 +198,36 @@ def _recorder(recorder: RecorderView) -> Iterator[Metric]:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
     yield CounterMetricFamily(
-        "mqttproxy_timeseries_points", "Samples stored by the timeseries recorder", value=recorder.points
+        "mqtt_timeseries_points", "Samples stored by the timeseries recorder", value=recorder.points
     )
     yield CounterMetricFamily(
-        "mqttproxy_timeseries_messages_dropped",
+        "mqtt_timeseries_messages_dropped",
         "Messages the recorder dropped because its queue was full",
         value=recorder.dropped,
     )
     yield CounterMetricFamily(
-        "mqttproxy_timeseries_points_lost",
+        "mqtt_timeseries_points_lost",
         "Samples lost to failed database writes",
         value=recorder.lost_points,
     )
     yield GaugeMetricFamily(
-        "mqttproxy_timeseries_bytes", "Bytes of compressed samples on disk", value=recorder.bytes_on_disk
+        "mqtt_timeseries_bytes", "Bytes of compressed samples on disk", value=recorder.bytes_on_disk
     )
     flush = recorder.flush_seconds
     yield HistogramMetricFamily(
-        "mqttproxy_timeseries_flush_duration_seconds",
+        "mqtt_timeseries_flush_duration_seconds",
         "Time to extract and store one batch",
         buckets=flush.cumulative(),
         sum_value=flush.sum,
     )
     messages = CounterMetricFamily(
-        "mqttproxy_timeseries_messages", "Messages a data config matched", labels=["config"]
+        "mqtt_timeseries_messages", "Messages a data config matched", labels=["config"]
     )
     points = CounterMetricFamily(
-        "mqttproxy_timeseries_extracted_points", "Samples a data config extracted", labels=["config"]
+        "mqtt_timeseries_extracted_points", "Samples a data config extracted", labels=["config"]
     )
     failures = CounterMetricFamily(
-        "mqttproxy_timeseries_extraction_failures",
+        "mqtt_timeseries_extraction_failures",
         "Values a data config could not extract, by reason",
         labels=["config", "reason"],
     )

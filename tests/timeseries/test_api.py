@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from mqttproxy.config import TimeseriesConfig
-from tests.helpers import ThreadedGateway, paho_client, running_gateway, wait_until
+from tests.helpers import ThreadedGateway, paho_client, require_binary, running_gateway, wait_until
 from tests.webapp.api_client import Api, gateway_config, token_api, web_port
 
 ROOMS = {
@@ -155,7 +156,13 @@ def test_bad_payloads_are_counted_and_still_delivered(gw: ThreadedGateway, api: 
     assert stats["points"] == 0
     assert stats["failures"] == {"not_json": 1, "not_a_number": 1, "not_finite": 1, "timestamp_in_future": 1}
     metrics = api.get("/metrics").body.decode()
-    assert 'mqttproxy_timeseries_extraction_failures_total{config="rooms",reason="not_json"} 1.0' in metrics
+    assert 'mqtt_timeseries_extraction_failures_total{config="rooms",reason="not_json"} 1.0' in metrics
+    assert 'mqtt_timeseries_messages_total{config="rooms"} 3.0' in metrics
+    promtool = require_binary("promtool")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=metrics, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_config_crud_and_its_errors(api: Api) -> None:
