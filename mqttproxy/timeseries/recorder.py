@@ -77,7 +77,9 @@ class Recorder:
         self._queue: deque[tuple[Message, tuple[tuple[str, int], ...]]] = deque()
         self._waiting_points = 0
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
         self.stats: dict[str, ConfigStats] = {}
         self.points = 0  # points stored since start
         self.dropped = 0  # messages dropped because the queue was full
@@ -92,18 +94,26 @@ class Recorder:
         await self.store.open()
         for config in await self.store.configs():
             self._install(config)
-        self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="timeseries-flush"),
-            asyncio.create_task(self._retention_loop(), name="timeseries-retention"),
-        ]
+        self._stopping = False
+        self._flusher = asyncio.create_task(self._flush_loop(), name="timeseries-flush")
+        self._retention = asyncio.create_task(self._retention_loop(), name="timeseries-retention")
         logger.info("timeseries recorder: %d data configs", len(self._configs))
 
     async def stop(self) -> None:
-        """Stop the tasks and flush what is queued, so that a clean shutdown loses nothing."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        """Stop the tasks and flush what is queued, so that a clean shutdown loses nothing.
+
+        The flush task is asked to finish, not cancelled: cancelling it inside a write would roll
+        back a batch it had already taken off the queue.
+        """
+        if self._retention is not None:
+            self._retention.cancel()
+            await asyncio.gather(self._retention, return_exceptions=True)
+            self._retention = None
+        if self._flusher is not None:
+            self._stopping = True
+            self._wake.set()
+            await self._flusher
+            self._flusher = None
         await self.flush()
 
     # --- the tap ----------------------------------------------------------------------------
@@ -128,7 +138,7 @@ class Recorder:
             self._wake.set()
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval)
             self._wake.clear()

@@ -200,6 +200,33 @@ async def test_stop_flushes_and_a_restart_keeps_configs_and_samples(tmp_path: Pa
         await database.close()
 
 
+async def test_stop_during_a_slow_write_loses_nothing(tmp_path: Path) -> None:
+    """Shutdown while a flush waits on a locked database: that batch and the rest are still stored."""
+    path = tmp_path / "mqttproxy.db"
+    database, recorder = await open_recorder(path, flush_interval=0.01)
+    await recorder.add_config(config())
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN EXCLUSIVE")
+    for offset in range(10):
+        recorder.on_message(message("devices/d/sensors/s", reading(offset, NOW + offset)))
+    await asyncio.sleep(0.2)  # the flush task has taken the batch and waits for the lock
+    assert recorder.points == 0
+    for offset in range(10, 20):
+        recorder.on_message(message("devices/d/sensors/s", reading(offset, NOW + offset)))
+    asyncio.get_running_loop().call_later(0.3, blocker.execute, "ROLLBACK")
+    await recorder.stop()
+    blocker.close()
+    assert (recorder.points, recorder.lost_points) == (20, 0)
+    await database.close()
+
+    database, recorder = await open_recorder(path)
+    try:
+        assert await all_samples(recorder) == [(NOW + offset, float(offset)) for offset in range(20)]
+    finally:
+        await recorder.stop()
+        await database.close()
+
+
 async def test_retention_drops_whole_old_chunks_per_metric(opened: tuple[Database, Recorder]) -> None:
     database, recorder = opened
     fields = [
