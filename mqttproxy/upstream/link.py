@@ -42,6 +42,7 @@ _RETRY_DRAIN = 0.005  # seconds to wait for the socket buffer to empty
 _SETTLE_TIMEOUT = 2.0  # seconds a stopping link waits for its in-flight acks
 _STABLE_CONNECTION = 30.0  # seconds connected after which the backoff starts afresh
 _FULL_QUEUE_LOG_INTERVAL = 60.0  # seconds between "queue full" warnings of one link
+_BACKOFF_DOUBLINGS = 64  # beyond it the backoff delay stops growing
 
 
 class LinkState(Enum):
@@ -428,8 +429,11 @@ class Link:
 
     def _backoff(self, attempt: int) -> float:
         # Capped exponential backoff with jitter, so many gateways do not
-        # reconnect to a recovering broker in lockstep.
-        ceiling = min(self.record.reconnect_max_delay, self.record.reconnect_min_delay * 2**attempt)
+        # reconnect to a recovering broker in lockstep. The exponent is capped
+        # too: 2**1024 no longer converts to a float, and an upstream that is
+        # away for a day makes more attempts than that.
+        growth = 2 ** min(attempt, _BACKOFF_DOUBLINGS)
+        ceiling = min(self.record.reconnect_max_delay, self.record.reconnect_min_delay * growth)
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not cryptography
 
     async def _connected(self, client: UpstreamClient, session_present: bool) -> None:
