@@ -50,15 +50,35 @@ class UpstreamRefused(UpstreamError):
 
 
 def ssl_context(settings: BrokerSettings) -> ssl.SSLContext | None:
+    """The TLS context of a connection; ``UpstreamError`` naming the file it cannot use.
+
+    Built for every attempt: a file replaced on disk is read at the next one.
+    """
     if not settings.use_tls:
         return None
-    context = ssl.create_default_context(cafile=settings.ca_cert_path)
+    try:
+        context = ssl.create_default_context(cafile=settings.ca_cert_path)
+    except OSError as exc:  # ssl.SSLError included
+        raise UpstreamError(f"ca_cert_path {settings.ca_cert_path}: {_tls_reason(exc)}") from exc
     if settings.client_cert_path is not None:
-        context.load_cert_chain(settings.client_cert_path, settings.client_key_path)
+        try:
+            context.load_cert_chain(settings.client_cert_path, settings.client_key_path)
+        except OSError as exc:
+            raise UpstreamError(
+                f"client_cert_path {settings.client_cert_path} with client_key_path "
+                f"{settings.client_key_path}: {_tls_reason(exc)}"
+            ) from exc
     if settings.insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _tls_reason(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        # e.g. "cannot be loaded (NO_CERTIFICATE_OR_CRL_FOUND)", "(KEY_VALUES_MISMATCH)"
+        return f"cannot be loaded ({exc.reason or exc.strerror or exc})"
+    return exc.strerror or str(exc)
 
 
 def hop_properties(gateway_id: str) -> bytes:
@@ -139,11 +159,12 @@ class UpstreamClient:
     async def connect(self, host: str, port: int, *, timeout: float) -> bool:
         """Connect and wait for CONNACK; return session present. Raises ``UpstreamError``."""
         version = MQTTv50 if self.mqtt5 else MQTTv311
+        context = ssl_context(self.settings)
         connecting = asyncio.ensure_future(
             self._client.connect(
                 host,
                 port,
-                ssl=ssl_context(self.settings) or False,
+                ssl=context or False,
                 keepalive=self.settings.keepalive,
                 version=version,
             )

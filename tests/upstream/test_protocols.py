@@ -14,7 +14,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from mqttproxy.upstream.client import HOP_PROPERTY
-from mqttproxy.upstream.models import Route
+from mqttproxy.upstream.models import BrokerSettings, Route
 from tests.helpers import TIMEOUT, ThreadedGateway, paho_client, wait_until
 from tests.mosquitto import Mosquitto, free_port
 from tests.upstream.util import add, record, status, upstream_subscriber, wait_state
@@ -140,3 +140,62 @@ def test_tls_upstream_requiring_a_client_certificate(
     wait_state(gateway, "with")
     wait_until(lambda: status(gateway, "without")["last_error"] is not None)
     assert status(gateway, "without")["state"] != "connected"
+
+
+def test_unusable_ca_file_puts_only_that_link_in_backoff_until_replaced(
+    gateway: ThreadedGateway, mosquitto_factory: MosquittoFactory, tmp_path: Path
+) -> None:
+    """A CA file that exists but holds no certificate: an error in the status, not a dead link."""
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    ca_file, cert, key = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    server.cert_chain_pems[0].write_to_path(str(cert))
+    server.private_key_pem.write_to_path(str(key))
+    ca_file.write_text("not a certificate\n")
+    tls_port = free_port()
+    upstream = mosquitto_factory(f"listener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n")
+    watcher = upstream_subscriber(upstream)
+    add(gateway, record("plain", upstream))
+    tls = record("tls", upstream, port=tls_port, use_tls=True, ca_cert_path=ca_file)
+    add(gateway, tls)
+    wait_state(gateway, "tls", "backoff")
+    expected = f"ca_cert_path {ca_file}: cannot be loaded (NO_CERTIFICATE_OR_CRL_FOUND)"
+    assert status(gateway, "tls")["last_error"] == expected
+    result = gateway.run(gateway.gateway.fanout.test_connection(tls.settings()))  # type: ignore[union-attr]
+    assert (result.ok, result.message) == (False, expected)
+
+    # The other link and the devices carry on.
+    wait_state(gateway, "plain")
+    device = paho_client(gateway.port, "device")
+    device.publish("t", b"still flowing", qos=1)
+    assert watcher.get().payload == b"still flowing"
+
+    # The file is read again at every attempt: replacing it is enough.
+    ca.cert_pem.write_to_path(str(ca_file))
+    wait_state(gateway, "tls")
+    wait_until(lambda: status(gateway, "tls")["forwarded"] == 1)
+    assert watcher.get().payload == b"still flowing"  # the copy the tls link kept queued
+    device.disconnect()
+    watcher.disconnect()
+
+
+def test_client_key_not_matching_the_certificate_is_reported(
+    gateway: ThreadedGateway, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    cert, other_key = tmp_path / "client.pem", tmp_path / "other-key.pem"
+    ca.issue_cert("gateway-7").cert_chain_pems[0].write_to_path(str(cert))
+    ca.issue_cert("someone-else").private_key_pem.write_to_path(str(other_key))
+    settings = BrokerSettings(
+        name="mismatch",
+        address="127.0.0.1",
+        port=free_port(),
+        use_tls=True,
+        client_cert_path=cert,
+        client_key_path=other_key,
+    )
+    result = gateway.run(gateway.gateway.fanout.test_connection(settings))  # type: ignore[union-attr]
+    assert result.ok is False
+    assert result.message == (
+        f"client_cert_path {cert} with client_key_path {other_key}: cannot be loaded (KEY_VALUES_MISMATCH)"
+    )
