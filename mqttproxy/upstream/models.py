@@ -6,6 +6,8 @@ write-only: it is accepted here but never part of what ``public()`` returns.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -66,6 +68,32 @@ class Route(BaseModel):
         return RouteRule(self.filter, tuple(self.exclude), self.remap, self.max_qos, self.retain)
 
 
+# One DNS label; "_" too, as container and service names (docker compose) use it.
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+
+
+def check_host(host: str) -> str:
+    """``host`` if it is an IP address or a host name a resolver accepts; ``ValueError`` otherwise.
+
+    Checked here so that a name the resolver would refuse outright (an
+    empty or 64-character label, a space) is an error in the record, not
+    in a connection attempt.
+    """
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return host
+    try:
+        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+    except UnicodeError:
+        labels = [""]
+    if not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{host!r} is not a host name or IP address")
+    return host
+
+
 def split_host_port(entry: str, default_port: int) -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` -> (host, port); ``ValueError`` if malformed."""
     host, port = entry, ""
@@ -80,6 +108,7 @@ def split_host_port(entry: str, default_port: int) -> tuple[str, int]:
         has_port = True
     if not host:
         raise ValueError(f"address {entry!r}: no host")
+    check_host(host)
     if not has_port:
         return host, default_port
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
@@ -96,7 +125,8 @@ def _existing_file(path: Path | None) -> Path | None:
 class BrokerSettings(BaseModel):
     """Everything about one upstream broker but its id (the REST body of create and update)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No infinite or NaN delays: a backoff of NaN seconds never ends.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=200)
     address: str = Field(min_length=1, max_length=253, description="host name or IP of the upstream")
@@ -129,6 +159,7 @@ class BrokerSettings(BaseModel):
     reconnect_max_delay: float = Field(default=60.0, gt=0)
 
     _files = field_validator("ca_cert_path", "client_cert_path")(_existing_file)
+    _host = field_validator("address")(check_host)
 
     @field_validator("failover")
     @classmethod

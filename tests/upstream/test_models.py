@@ -76,11 +76,24 @@ REJECTIONS: list[tuple[str, dict[str, Any], tuple[str | int, ...], str]] = [
     ("id-missing", {"id": None}, ("id",), "Field required"),
     ("name-empty", {"name": ""}, ("name",), "at least 1"),
     ("address-empty", {"address": ""}, ("address",), "at least 1"),
+    ("address-empty-label", {"address": "mqtt..example"}, ("address",), "not a host name or IP address"),
+    ("address-long-label", {"address": "a" * 64 + ".example"}, ("address",), "not a host name"),
+    ("address-space", {"address": "mqtt example"}, ("address",), "not a host name"),
+    ("address-with-port", {"address": "mqtt.example:8883"}, ("address",), "not a host name"),
+    ("address-url", {"address": "mqtt://mqtt.example"}, ("address",), "not a host name"),
     ("keepalive-low", {"keepalive": 4}, ("keepalive",), "greater than or equal to 5"),
     ("max-qos-3", {"max_qos": 3}, ("max_qos",), "less than or equal to 2"),
     ("mqtt-version", {"mqtt_version": "3.1"}, ("mqtt_version",), "'3.1.1' or '5'"),
     ("queue-bytes", {"queue_max_bytes": 1023}, ("queue_max_bytes",), "1024"),
     ("ack-timeout-0", {"ack_timeout": 0}, ("ack_timeout",), "greater than 0"),
+    ("ack-timeout-inf", {"ack_timeout": float("inf")}, ("ack_timeout",), "finite number"),
+    ("ack-timeout-nan", {"ack_timeout": "nan"}, ("ack_timeout",), "finite number"),
+    (
+        "reconnect-max-inf",
+        {"reconnect_max_delay": "Infinity"},
+        ("reconnect_max_delay",),
+        "finite number",
+    ),
     ("route-hash-middle", {"routes": [{"filter": "a/#/b"}]}, ("routes", 0, "filter"), "'#' must be"),
     ("route-plus-in-level", {"routes": [{"filter": "a+/b"}]}, ("routes", 0, "filter"), "whole topic level"),
     ("route-hash-in-level", {"routes": [{"filter": "a/b#"}]}, ("routes", 0, "filter"), "whole topic level"),
@@ -175,6 +188,7 @@ REJECTIONS: list[tuple[str, dict[str, Any], tuple[str | int, ...], str]] = [
     ("failover-port-high", {"failover": ["ok", "h:65536"]}, ("failover",), "'h:65536': bad port"),
     ("failover-port-text", {"failover": ["h:x"]}, ("failover",), "bad port"),
     ("failover-no-host", {"failover": [":1883"]}, ("failover",), "no host"),
+    ("failover-bad-host", {"failover": ["ok", "b..d:1883"]}, ("failover",), "'b..d' is not a host name"),
     ("failover-empty", {"failover": [""]}, ("failover",), "no host"),
     ("failover-v6-junk", {"failover": ["[::1]x"]}, ("failover",), "expected [host] or [host]:port"),
     ("failover-not-list", {"failover": "h"}, ("failover",), "valid list"),
@@ -210,8 +224,30 @@ def test_record_rejects(
 
 @pytest.mark.parametrize(
     "fields",
-    [{"port": 1}, {"port": 65535}, {"id": "A.b_c-9"}, {"id": "x" * 64}, {"reconnect_min_delay": 60.0}],
-    ids=["port-1", "port-65535", "id-punctuation", "id-64", "reconnect-equal"],
+    [
+        {"port": 1},
+        {"port": 65535},
+        {"id": "A.b_c-9"},
+        {"id": "x" * 64},
+        {"reconnect_min_delay": 60.0},
+        {"address": "a" * 63 + ".example."},
+        {"address": "compose_service-1"},
+        {"address": "b\u00fccher.example"},
+        {"address": "fe80::1"},
+        {"address": "192.0.2.7"},
+    ],
+    ids=[
+        "port-1",
+        "port-65535",
+        "id-punctuation",
+        "id-64",
+        "reconnect-equal",
+        "address-63-label-root-dot",
+        "address-underscore",
+        "address-idn",
+        "address-v6",
+        "address-v4",
+    ],
 )
 def test_record_accepts_limits(fields: dict[str, Any], tmp_path: Path) -> None:
     BrokerRecord.model_validate(_record_fields(fields, tmp_path))
@@ -272,6 +308,10 @@ BAD_SPLITS = [
     ("no-host", ":1883", "no host"),
     ("v6-empty", "[]", "no host"),
     ("v6-empty-port", "[]:1883", "no host"),
+    ("empty-label", "b..d:1883", "'b..d' is not a host name or IP address"),
+    ("space", "b d", "is not a host name"),
+    ("v6-not-an-address", "[b d]:1883", "is not a host name"),
+    ("two-colons-not-v6", "h:1:2", "'h:1:2' is not a host name"),
 ]
 
 
