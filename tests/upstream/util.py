@@ -1,8 +1,11 @@
-"""Shared pieces of the upstream tests: records for test brokers, waiting on links."""
+"""Shared pieces of the upstream tests: records for test brokers, waiting on links, /metrics."""
 
 from __future__ import annotations
 
+import urllib.request
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from mqttproxy.upstream.models import BrokerRecord
 from tests.helpers import PahoClient, ThreadedGateway, paho_client, wait_until
@@ -45,3 +48,24 @@ def upstream_subscriber(
 def sequence(subscriber: PahoClient, count: int) -> list[int]:
     """The integer payloads of the next ``count`` messages."""
     return [int(subscriber.get().payload) for _ in range(count)]
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(gateway: ThreadedGateway) -> str:
+    """The text of GET /metrics."""
+    port = gateway.gateway.web.port  # type: ignore[union-attr]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return str(response.read().decode())
+
+
+def samples(text: str) -> Samples:
+    """(sample name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
