@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
 import trustme
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -77,6 +78,23 @@ def test_mqtt5_upstream_gets_the_hop_marker_and_loops_are_cut(
     assert status(gateway, "v5")["received"] == 2
     watcher.close()
     device.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("fields", "logged"),
+    [
+        ({}, "(p2, c1, k60)"),
+        ({"mqtt_version": "5", "clean_session": False, "keepalive": 17}, "(p5, c0, k17)"),
+    ],
+    ids=["defaults", "v5-persistent-k17"],
+)
+def test_version_clean_session_and_keepalive_reach_the_upstream(
+    gateway: ThreadedGateway, upstream: Mosquitto, fields: dict[str, Any], logged: str
+) -> None:
+    add(gateway, record("cloud", upstream, **fields))
+    wait_state(gateway, "cloud")
+    # Mosquitto logs each client's protocol version, clean session flag and keep-alive.
+    assert f"as mqttproxy-test-gateway {logged}." in upstream.log()
 
 
 def test_tls_upstream_with_ca(
