@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -146,8 +148,7 @@ def test_an_upstream_restarted_mid_stream_gets_its_queue_in_order(
 
 
 def test_link_status_is_published_retained_on_sys(gateway: ThreadedGateway, upstream: Mosquitto) -> None:
-    import json
-
+    before = time.time()
     add(gateway, record("cloud", upstream))
     wait_state(gateway, "cloud")
     observer = paho_client(gateway.port, "observer")
@@ -161,9 +162,13 @@ def test_link_status_is_published_retained_on_sys(gateway: ThreadedGateway, upst
         "connected",
         f"127.0.0.1:{upstream.port}",
     )
+    assert before <= state["connected_since"] <= time.time()
+    assert (state["last_error"], state["reconnects"], state["queue_depth"]) == (None, 0, 0)
     upstream.stop()
-    changes = [json.loads(observer.get().payload)["state"] for _ in range(2)]
-    assert changes[0] == "backoff"
+    changes = [json.loads(observer.get().payload) for _ in range(2)]
+    assert changes[0]["state"] == "backoff"
+    assert changes[0]["connected_since"] is None
+    assert changes[0]["last_error"] == f"connection to 127.0.0.1:{upstream.port} lost"
     gateway.run(gateway.gateway.fanout.delete("cloud"))  # type: ignore[union-attr]
     late = paho_client(gateway.port, "late")
     late.subscribe("$SYS/mqttproxy/brokers/#", 0)

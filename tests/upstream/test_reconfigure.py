@@ -28,6 +28,7 @@ from tests.mosquitto import Mosquitto
 from tests.upstream.util import add, record, status, upstream_subscriber, wait_state
 
 MosquittoFactory = Callable[..., Mosquitto]
+LINK_CLIENT_ID = "mqttproxy-test-gateway"  # {client_id_prefix}-{gateway_id}
 
 
 class Publisher(threading.Thread):
@@ -77,10 +78,8 @@ def test_add_update_toggle_delete_while_publishing(
     gateway: ThreadedGateway, mosquitto_factory: MosquittoFactory
 ) -> None:
     steady, added, paused, removed = (mosquitto_factory() for _ in range(4))
-    watchers = {
-        name: upstream_subscriber(broker)
-        for name, broker in {"steady": steady, "added": added, "paused": paused, "removed": removed}.items()
-    }
+    brokers = {"steady": steady, "added": added, "paused": paused, "removed": removed}
+    watchers = {name: upstream_subscriber(broker) for name, broker in brokers.items()}
     add(gateway, record("steady", steady), record("paused", paused), record("removed", removed))
     for name in ("steady", "paused", "removed"):
         wait_state(gateway, name)
@@ -125,6 +124,21 @@ def test_add_update_toggle_delete_while_publishing(
     removed_count = len(take_all(watchers["removed"]))
     assert removed_count < last  # it stopped getting messages when deleted
     assert [item.id for item in gateway.call(fanout.records)] == ["steady", "paused", "added"]
+
+    # Each change touched only its own upstream: one reconnect for the updated
+    # and for the paused-and-resumed link, none for the added one.
+    reconnects = {name: status(gateway, name)["reconnects"] for name in ("steady", "paused", "added")}
+    assert reconnects == {"steady": 1, "paused": 1, "added": 0}
+    connects = {name: broker.log().count(f"as {LINK_CLIENT_ID} ") for name, broker in brokers.items()}
+    assert connects == {"steady": 2, "added": 1, "paused": 2, "removed": 1}
+    # Update, pause and delete say goodbye with DISCONNECT, not by dropping the connection.
+    goodbyes = {
+        name: broker.log().count(f"Client {LINK_CLIENT_ID} disconnected.") for name, broker in brokers.items()
+    }
+    assert goodbyes == {"steady": 1, "added": 0, "paused": 1, "removed": 1}
+    assert not any(
+        f"Client {LINK_CLIENT_ID} closed its connection" in broker.log() for broker in brokers.values()
+    )
     for watcher in watchers.values():
         watcher.disconnect()
 
