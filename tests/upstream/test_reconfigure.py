@@ -195,6 +195,36 @@ def test_corrupt_brokers_json_stops_start_and_is_left_alone(tmp_path: Path) -> N
     assert path.read_text() == broken
 
 
+def test_check_config_checks_brokers_json(tmp_path: Path) -> None:
+    """As the README says: a hand-edited brokers.json can be checked with the gateway stopped."""
+    data = tmp_path / "data"
+    path = data / "brokers.json"
+    BrokerStore(path, secret_key=None).save([BrokerRecord(id="cloud", name="Cloud", address="127.0.0.1")])
+    config = tmp_path / "proxy.toml"
+    config.write_text(f"data_dir = {str(data)!r}\n")
+
+    def check_config() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "mqttproxy", "check-config", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
+        )
+
+    result = check_config()
+    assert result.returncode == 0, result.stderr
+    assert f"{path}: 1 upstream broker(s), ok" in result.stdout
+    broken = path.read_text().replace('"address": "127.0.0.1"', '"address": "127.0.0.1", "colour": "red"')
+    path.write_text(broken)
+    line = next(number for number, text in enumerate(broken.splitlines(), 1) if '"colour"' in text)
+    result = check_config()
+    assert result.returncode == 2
+    assert f"{path}:{line}: brokers[0].colour: unknown field" in result.stderr
+    assert path.read_text() == broken
+
+
 @pytest.mark.parametrize("reachable", [True, False])
 def test_test_connection_saves_nothing(
     gateway: ThreadedGateway, upstream: Mosquitto, reachable: bool
