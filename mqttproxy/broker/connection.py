@@ -227,7 +227,8 @@ class ClientConnection(asyncio.Protocol):
         self._will = None
         self._broker.detach(self, session)
         if publish_will and will is not None:
-            self._broker.publish_will(will, source=self._source)
+            # The will is a PUBLISH arranged in advance: the same topic rules apply.
+            self._publish(will.topic, will.payload, will.qos, will.retain, self._loop.time())
 
     def _on_protocol_error(self, exc: RemoteProtocolError) -> None:
         self._stats.protocol_errors += 1
@@ -409,16 +410,16 @@ class ClientConnection(asyncio.Protocol):
             # identifier not yet released is only acknowledged again.
             if packet_id not in session.awaiting_pubrel:
                 session.awaiting_pubrel.add(packet_id)
-                self._publish(packet)
+                self._publish(packet.topic, packet.payload, qos, packet.retain, self._last_received)
             self.write(_ack(0x50, packet_id))
             return
-        self._publish(packet)
+        self._publish(packet.topic, packet.payload, qos, packet.retain, self._last_received)
         if qos == 1:
             assert packet.packet_id is not None
             self.write(_ack(0x40, packet.packet_id))
 
-    def _publish(self, packet: Publish) -> None:
-        topic = packet.topic
+    def _publish(self, topic: str, payload: bytes, qos: int, retain: bool, received_at: float) -> None:
+        """Dispatch a message from this client (a PUBLISH or its will) if it may publish there."""
         if topic.startswith("$SYS/") or topic == "$SYS":
             # $SYS is the broker's own namespace; clients do not write there.
             self._stats.dropped_sys_topic += 1
@@ -430,9 +431,7 @@ class ClientConnection(asyncio.Protocol):
             self._log_denied("publish to", topic)
             return
         self._stats.messages_received += 1
-        self._broker.dispatcher.dispatch(
-            Message(topic, packet.payload, packet.qos, packet.retain, self._source, self._last_received)
-        )
+        self._broker.dispatcher.dispatch(Message(topic, payload, qos, retain, self._source, received_at))
 
     def _on_pubrel(self, packet: Pubrel) -> None:
         self._session_or_fail().awaiting_pubrel.discard(packet.packet_id)

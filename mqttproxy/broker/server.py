@@ -19,13 +19,11 @@ from typing import Any, Protocol
 from mqttproxy.broker.auth import DeviceAuth
 from mqttproxy.broker.connection import ClientConnection
 from mqttproxy.broker.dispatch import Dispatcher
-from mqttproxy.broker.message import Message
 from mqttproxy.broker.retained import RetainedStore
 from mqttproxy.broker.router import LocalRouter
 from mqttproxy.broker.session import Session
 from mqttproxy.broker.stats import BrokerStats
 from mqttproxy.config import MqttConfig, TlsListenerConfig
-from mqttproxy.protocol.packets import Will
 
 logger = logging.getLogger(__name__)
 
@@ -237,13 +235,6 @@ class Broker:
         self.router.remove_session(session)
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
-
-    def publish_will(self, will: Will, *, source: str) -> None:
-        loop = asyncio.get_running_loop()
-        self.stats.messages_received += 1
-        self.dispatcher.dispatch(
-            Message(will.topic, will.payload, will.qos, will.retain, source, loop.time())
-        )
 
     # --- batched writes ---------------------------------------------------------
 
