@@ -39,6 +39,11 @@ def test_shipped_config_loads() -> None:
     assert config.web.port == 3000
 
 
+def test_the_shipped_config_shows_the_defaults() -> None:
+    """Every value config/proxy.toml sets is the built-in default, so the file documents them."""
+    assert load_config(ROOT / "config" / "proxy.toml") == Config()
+
+
 def _table(annotation: Any) -> type[BaseModel] | None:
     """The settings table a field holds (``TlsListenerConfig | None`` included), if it is one."""
     for candidate in (annotation, *get_args(annotation)):
