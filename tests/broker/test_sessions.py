@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mqttproxy.protocol.packets import Connack, Puback, Publish, Pubrec, Pubrel, Subscribe, Will
+import pytest
+
+from mqttproxy.protocol.packets import Connack, Puback, Pubcomp, Publish, Pubrec, Pubrel, Subscribe, Will
 from tests.helpers import RawClient, ThreadedGateway, paho_client, wait_until
 
 
@@ -16,20 +18,24 @@ def test_new_session_is_not_present(gateway: ThreadedGateway) -> None:
         assert client.connect("fresh", clean_session=False) == Connack(session_present=False)
 
 
-def test_persistent_session_keeps_subscriptions_and_queues_qos1(gateway: ThreadedGateway) -> None:
+@pytest.mark.parametrize("qos", [1, 2])
+def test_persistent_session_keeps_subscriptions_and_queues_while_offline(
+    gateway: ThreadedGateway, qos: int
+) -> None:
     device = paho_client(gateway.port, "device", clean_session=False)
-    device.subscribe("cmd/device", 1)
+    device.subscribe("cmd/device", qos)
     device.disconnect()
     wait_until(lambda: gateway.call(lambda: gateway.broker.sessions["device"].connection is None))
 
     publisher = paho_client(gateway.port, "app")
-    publisher.publish("cmd/device", b"qos1 while away", qos=1)
+    publisher.publish("cmd/device", b"queued while away", qos=qos)
     publisher.publish("cmd/device", b"qos0 while away", qos=0)  # not queued for offline sessions
     publisher.disconnect()
 
     device = paho_client(gateway.port, "device", clean_session=False)
     assert device.session_present
-    assert device.get().payload == b"qos1 while away"
+    message = device.get()
+    assert (message.payload, message.qos) == (b"queued while away", qos)
     device.assert_no_message()
     device.disconnect()
 
@@ -51,17 +57,20 @@ def test_clean_session_discards_the_previous_session(gateway: ThreadedGateway) -
     wait_until(lambda: gateway.call(lambda: "device" not in gateway.broker.sessions))
 
 
-def test_unacknowledged_qos1_is_redelivered_with_dup_on_reconnect(gateway: ThreadedGateway) -> None:
+@pytest.mark.parametrize("qos", [1, 2])
+def test_unacknowledged_publish_is_redelivered_with_dup_on_reconnect(
+    gateway: ThreadedGateway, qos: int
+) -> None:
     with RawClient(gateway.port) as client:
         client.connect("device", clean_session=False)
-        _subscribe(client, "cmd/#", 1)
+        _subscribe(client, "cmd/#", qos)
         publisher = paho_client(gateway.port, "app")
-        publisher.publish("cmd/a", b"first", qos=1)
-        publisher.publish("cmd/b", b"second", qos=1)
+        publisher.publish("cmd/a", b"first", qos=qos)
+        publisher.publish("cmd/b", b"second", qos=qos)
         first = client.recv()
         second = client.recv()
         publisher.disconnect()
-    # The connection dropped before any PUBACK.
+    # The connection dropped before any PUBACK (QoS 1) or PUBREC (QoS 2).
     wait_until(lambda: gateway.call(lambda: gateway.broker.sessions["device"].connection is None))
     with RawClient(gateway.port) as client:
         assert client.connect("device", clean_session=False) == Connack(session_present=True)
@@ -70,13 +79,18 @@ def test_unacknowledged_qos1_is_redelivered_with_dup_on_reconnect(gateway: Threa
         assert isinstance(first, Publish)
         assert isinstance(second, Publish)
         assert again == [
-            Publish(topic="cmd/a", payload=b"first", qos=1, dup=True, packet_id=first.packet_id),
-            Publish(topic="cmd/b", payload=b"second", qos=1, dup=True, packet_id=second.packet_id),
+            Publish(topic="cmd/a", payload=b"first", qos=qos, dup=True, packet_id=first.packet_id),
+            Publish(topic="cmd/b", payload=b"second", qos=qos, dup=True, packet_id=second.packet_id),
         ]
         for packet in again:
             assert isinstance(packet, Publish)
             assert packet.packet_id is not None
-            client.send(Puback(packet_id=packet.packet_id))
+            if qos == 1:
+                client.send(Puback(packet_id=packet.packet_id))
+            else:
+                client.send(Pubrec(packet_id=packet.packet_id))
+                assert client.recv() == Pubrel(packet_id=packet.packet_id)
+                client.send(Pubcomp(packet_id=packet.packet_id))
         client.assert_open()
     wait_until(lambda: gateway.call(lambda: not gateway.broker.sessions["device"].inflight))
 
