@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import socket
+from pathlib import Path
 
 import pytest
 
 from mqttproxy.broker.message import Message
 from tests.helpers import ThreadedGateway, paho_client, wait_until
+
+ARCHITECTURE = Path(__file__).resolve().parents[2] / "docs" / "ARCHITECTURE.md"
+
+
+def test_the_gateway_attaches_the_documented_hooks(gateway: ThreadedGateway) -> None:
+    """docs/ARCHITECTURE.md lists the hooks every message passes, in the order they run."""
+    attached = gateway.call(lambda: gateway.broker.dispatcher.hook_names)
+    section = ARCHITECTURE.read_text().split("\n## Dispatch hooks\n", 1)[1].split("\n## ", 1)[0]
+    assert re.findall(r"^\| `([\w-]+)` \|", section, re.MULTILINE) == attached
 
 
 def test_hooks_see_every_message_in_order(gateway: ThreadedGateway) -> None:
