@@ -83,6 +83,7 @@ def _run(config: Config) -> int:
         stream=sys.stderr,
     )
     with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
+        logger.info("event loop: %s", type(runner.get_loop()).__module__.partition(".")[0])
         try:
             runner.run(serve(config))
         except ConfigError as exc:

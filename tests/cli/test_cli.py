@@ -87,6 +87,26 @@ def test_run_serves_until_signal_and_exits_zero(tmp_path: Path, signum: signal.S
     assert (tmp_path / "d").is_dir()
 
 
+# Runs the command line with uvloop made unimportable, as on a machine without the 'fast' extra.
+_WITHOUT_UVLOOP = (
+    "import sys; sys.modules['uvloop'] = None; from mqttproxy.__main__ import main; sys.exit(main())"
+)
+
+
+@pytest.mark.parametrize("uvloop_installed", [True, False])
+def test_run_uses_uvloop_when_installed(tmp_path: Path, uvloop_installed: bool) -> None:
+    if uvloop_installed:
+        pytest.importorskip("uvloop", reason="the 'fast' extra is not installed")
+        args = _command("run", "--mqtt-port", "0")
+    else:
+        args = [sys.executable, "-c", _WITHOUT_UVLOOP, *_command("run", "--mqtt-port", "0")[3:]]
+    with running(args, tmp_path) as (process, port, lines):
+        paho_client(port, "anon", expect_code=5)  # serving on the loop it names
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 0
+    assert f"event loop: {'uvloop' if uvloop_installed else 'asyncio'}" in "".join(lines)
+
+
 def test_run_without_config_uses_defaults_and_refuses_anonymous(tmp_path: Path) -> None:
     args = _command("run", "--mqtt-port", "0", "--web-port", "0", "--log-level", "info")
     with running(args, tmp_path) as (process, port, lines):
