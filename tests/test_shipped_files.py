@@ -80,3 +80,14 @@ def test_every_package_is_listed_for_installation() -> None:
     } | {"mqttproxy.web"}
     assert listed == found
     assert (ROOT / "web" / "__init__.py").is_file()
+
+
+def test_python_requirement_is_the_same_everywhere() -> None:
+    """pip refuses an older Python with a clear message, and the README says the same version."""
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    minimum = pyproject["project"]["requires-python"].removeprefix(">=")
+    assert pyproject["tool"]["mypy"]["python_version"] == minimum
+    assert f"Needs Python {minimum} or newer" in (ROOT / "README.md").read_text()
+    assert f"FROM python:{minimum}-" in (ROOT / "Dockerfile").read_text()
