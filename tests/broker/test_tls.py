@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -71,11 +72,18 @@ def _mqtt_over_tls(port: int, context: ssl.SSLContext) -> Connack:
 
 
 def test_tls_listener_serves_mqtt(
-    gateway_factory: Callable[..., ThreadedGateway], tmp_path: Path, ca: trustme.CA
+    gateway_factory: Callable[..., ThreadedGateway],
+    tmp_path: Path,
+    ca: trustme.CA,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="mqttproxy.broker")
     gateway = gateway_factory(mqtt=_tls_config(tmp_path, ca, require_client_certificate=False))
     port = _tls_port(gateway)
     assert port != gateway.port
+    # Port 0 binds a free port; the log says which, one line per listener.
+    assert f"listening mqtt tcp 127.0.0.1:{gateway.port}" in caplog.messages
+    assert f"listening mqtt tls 127.0.0.1:{port}" in caplog.messages
     context = _client_context(ca, tmp_path, with_certificate=False)
     assert _mqtt_over_tls(port, context) == Connack()
     # Plain and TLS clients share one broker.
