@@ -39,13 +39,23 @@ class Route:
     status: int = 200
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON (RFC 8259) has neither.
+    raise ApiError(400, f"malformed JSON: {name} is not a JSON number")
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; a clear 400 otherwise (413 past the size limit, from aiohttp)."""
-    text = await request.text()
+    # Bytes, not text: JSON is UTF-8 whatever charset the Content-Type names.
+    body = await request.read()
     try:
-        data = json.loads(text)
+        data = json.loads(body, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise ApiError(400, f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from exc
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "malformed JSON: the body is not UTF-8") from exc
+    except RecursionError as exc:
+        raise ApiError(400, "malformed JSON: nested too deeply") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "expected a JSON object")
     return data

@@ -310,6 +310,14 @@ def _without(body: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 _SETTINGS = {**_without(broker_body("b1"), "id"), "username": "u"}
+
+
+def _with_raw_number(body: dict[str, Any], key: str, number: str) -> bytes:
+    """``body`` as JSON with ``key`` set to ``number`` as written (NaN, Infinity: not JSON)."""
+    text = json.dumps({**body, key: "@"}).replace('"@"', number)
+    return text.encode()
+
+
 _OVERSIZED = json.dumps({**broker_body("big"), "name": "x" * 70_000}).encode()
 
 BAD_INPUT: dict[str, Bad] = {
@@ -317,6 +325,17 @@ BAD_INPUT: dict[str, Bad] = {
     "not-json": Bad("PUT", "/api/brokers/b1", raw=b"name=x", code="bad_request"),
     "json-array": Bad("POST", "/api/brokers", [broker_body("x")], code="bad_request"),
     "json-string-on-put": Bad("PUT", "/api/brokers/b1", "hello", code="bad_request"),
+    "not-utf8": Bad("POST", "/api/brokers", raw=b'{"id": "\xff"}', code="bad_request"),
+    "nested-too-deep": Bad("POST", "/api/brokers", raw=b"[" * 60_000, code="bad_request"),
+    "nan": Bad(
+        "POST", "/api/brokers", raw=_with_raw_number(broker_body("x"), "port", "NaN"), code="bad_request"
+    ),
+    "infinity": Bad(
+        "PUT",
+        "/api/brokers/b1",
+        raw=_with_raw_number(_SETTINGS, "ack_timeout", "Infinity"),
+        code="bad_request",
+    ),
     "port-not-a-number": Bad("POST", "/api/brokers", broker_body("x", port="x"), field="port"),
     "port-out-of-range": Bad("POST", "/api/brokers", broker_body("x", port=70_000), field="port"),
     "missing-name": Bad("POST", "/api/brokers", _without(broker_body("x"), "name"), field="name"),
@@ -419,6 +438,15 @@ def test_tokens_of_another_operator_cannot_be_revoked(gw: ThreadedGateway) -> No
     assert refused.status == 404
     assert refused.error()["code"] == "not_found"
     assert Api(Http(web_port(gw)), "bearer", bearer=bob_secret).call("GET", "/api/status").status == 200
+
+
+def test_a_json_body_is_read_as_utf_8_whatever_the_charset(gw: ThreadedGateway) -> None:
+    api = token_api(web_port(gw))
+    headers = {"Content-Type": "application/json; charset=no-such-charset"}
+    body = json.dumps(broker_body("b1", name="Wolke ☁")).encode()
+    response = api.call("POST", "/api/brokers", raw=body, headers=headers)
+    assert response.status == 201, response.body[:300]
+    assert record(gw, "b1").name == "Wolke ☁"
 
 
 # --- /health -------------------------------------------------------------------------
