@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mqttproxy.upstream.fanout import BrokerNotFound
 from mqttproxy.upstream.models import BrokerRecord, BrokerSettings
@@ -26,6 +26,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     name: str = Field(min_length=1, max_length=100, description="what the token is for")
 
 
@@ -108,8 +110,10 @@ async def toggle_broker(request: web.Request) -> web.Response:
 async def test_broker(request: web.Request) -> web.Response:
     data = await read_json(request)
     broker_id = data.pop("id", None)
+    if broker_id is not None and not isinstance(broker_id, str):
+        raise ApiError(400, "id: Input should be a valid string", code="validation_error", field="id")
     fanout = request.app[GATEWAY].fanout
-    if isinstance(broker_id, str) and "password" not in data and data.get("username") is not None:
+    if broker_id is not None and "password" not in data and data.get("username") is not None:
         # Testing an edited broker: its stored (write-only) password goes with the test.
         with contextlib.suppress(BrokerNotFound):
             stored = fanout.record(broker_id).password

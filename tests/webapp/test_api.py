@@ -374,6 +374,13 @@ BAD_INPUT: dict[str, Bad] = {
     "delete-status": Bad("DELETE", "/api/status", status=405, code="method_not_allowed"),
     "put-tokens": Bad("PUT", "/api/tokens", {"name": "x"}, status=405, code="method_not_allowed"),
     "token-empty-name": Bad("POST", "/api/tokens", {"name": ""}, field="name"),
+    "token-unknown-field": Bad("POST", "/api/tokens", {"name": "x", "expires": 1}, field="expires"),
+    "test-id-wrong-type": Bad(
+        "POST",
+        "/api/brokers/test",
+        {"id": 7, "name": "t", "address": "127.0.0.1", "port": 1, "username": "u"},
+        field="id",
+    ),
     "token-malformed": Bad("POST", "/api/tokens", raw=b"{", code="bad_request"),
     "revoke-not-a-number": Bad("DELETE", "/api/tokens/abc", status=404, code="not_found"),
     "revoke-unknown": Bad("DELETE", "/api/tokens/99999", status=404, code="not_found"),
