@@ -59,6 +59,10 @@ def document(routes: list[Route]) -> dict[str, Any]:
             components.update(schema.pop("$defs", {}))
             components[name] = schema
             operation["requestBody"] = {"required": True, "content": _json_ref(name)}
+            operation["responses"]["413"] = {
+                "description": "body larger than [web] max_body_size",
+                "content": _json_ref("Error"),
+            }
         if route.method != "GET":
             operation["responses"]["403"] = {
                 "description": "session without CSRF token",

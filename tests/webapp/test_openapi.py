@@ -114,6 +114,7 @@ def test_request_bodies_reference_existing_schemas(served: Served) -> None:
             continue
         schema = operation["requestBody"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{model.__name__}"}, (method, path)
+        assert "413" in operation["responses"], (method, path)
     for ref in refs(served.document):
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.removeprefix("#/components/schemas/") in schemas, ref
@@ -148,6 +149,7 @@ def test_error_responses_follow_the_error_schema(served: Served, tmp_path: Path)
             ("POST", "/api/brokers", {"id": "x"}),
             ("GET", "/api/brokers/missing", None),
             ("DELETE", "/api/status", None),
+            ("POST", "/api/tokens", {"name": "x" * 70_000}),
         ]:
             response = api.call(method, path, body) if body is not None else api.call(method, path)
             assert response.status >= 400
