@@ -19,7 +19,7 @@ from mqttproxy.webapp.pages import (
     parse_routes,
     validate_broker,
 )
-from tests.helpers import ThreadedGateway
+from tests.helpers import ThreadedGateway, paho_client, wait_until
 from tests.mosquitto import free_port
 from tests.webapp.conftest import WebClient
 
@@ -130,13 +130,19 @@ def test_login_then_logout(web_client: WebClient) -> None:
 
 
 def test_every_page_renders_for_an_operator(admin_client: WebClient, web_gateway: ThreadedGateway) -> None:
-    add_record(web_gateway, id="cloud")
+    add_record(web_gateway, id="cloud", username="site7", password="upstream-secret-4711")
     for path in [*PAGES, "/brokers/cloud/edit", "/brokers/cloud/delete"]:
         page = admin_client.get(path)
         assert page.status == 200, path
         assert f'<meta name="csrf-token" content="{admin_client.csrf_token}">' in page.text
         assert '<nav class="nav" aria-label="Main">' in page.text
         assert '<script src="/static/app.js" defer></script>' in page.text
+        assert "upstream-secret-4711" not in page.text, path  # passwords are write-only
+        # Everything a page loads comes from the gateway itself: no CDN.
+        loaded = re.findall(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="([^"]*)"', page.text)
+        assert {"/static/app.js", "/static/app.css"} <= set(loaded), path
+        for url in loaded:
+            assert re.match(r"/(?![/\\])", url), (path, url)
     for path in ["/static/app.js", "/static/app.css", "/static/favicon.svg"]:
         assert admin_client.get(path).status == 200, path
 
@@ -157,6 +163,26 @@ def test_pages_show_what_the_services_hold(admin_client: WebClient, web_gateway:
     assert '<tr class="empty-row" data-empty-row hidden>' in brokers
 
     assert "No MQTT client is connected." in admin_client.get("/clients").text
+
+
+def test_the_clients_page_lists_connected_clients(
+    admin_client: WebClient, web_gateway: ThreadedGateway
+) -> None:
+    device = paho_client(web_gateway.port, "thermostat-7", clean_session=False)
+    try:
+        device.client.subscribe("commands/thermostat-7/#", qos=1)
+        subscribed = '<td data-label="Subscriptions" class="num">1</td>'
+        wait_until(lambda: subscribed in admin_client.get("/clients").text, message="the client's row")
+        page = admin_client.get("/clients").text
+        assert '<span class="count" data-clients-count>1</span>' in page
+        assert '<td data-label="Client id" class="mono">thermostat-7</td>' in page
+        assert '<td data-label="User">anonymous</td>' in page
+        assert '<td data-label="Session">persistent</td>' in page
+        assert '<tr class="empty-row" data-empty-row hidden>' in page
+    finally:
+        device.disconnect()
+    wait_until(lambda: "No MQTT client is connected." in admin_client.get("/clients").text)
+    assert "thermostat-7" not in admin_client.get("/clients").text
 
 
 def test_unknown_brokers_are_404_pages(admin_client: WebClient) -> None:
