@@ -21,6 +21,7 @@ from mqttproxy.webapp.pages import (
 )
 from tests.helpers import ThreadedGateway, paho_client, wait_until
 from tests.mosquitto import free_port
+from tests.registry.util import add_device, add_tenant
 from tests.webapp.conftest import WebClient
 
 PAGES = ["/", "/brokers", "/brokers/new", "/clients", "/tokens"]
@@ -163,6 +164,27 @@ def test_pages_show_what_the_services_hold(admin_client: WebClient, web_gateway:
     assert '<tr class="empty-row" data-empty-row hidden>' in brokers
 
     assert "No MQTT client is connected." in admin_client.get("/clients").text
+
+
+def test_the_overview_counts_clients_and_registered_devices_online(
+    admin_client: WebClient, web_gateway: ThreadedGateway
+) -> None:
+    add_tenant(web_gateway, "acme")
+    _, token = add_device(web_gateway, "pump-7")
+    anonymous = paho_client(web_gateway.port, "dashboard-watcher")
+    registered = paho_client(web_gateway.port, "pump-7", username="pump-7", password=token)
+    try:
+        status = admin_client.get("/api/status").json()
+        assert (status["counters"]["connections"], status["counters"]["devices_online"]) == (2, 1)
+        overview = admin_client.get("/").text
+        online = re.search(r'data-live="counters.connections" data-format="int">([^<]*)<', overview)
+        assert online
+        assert online.group(1) == "2"
+        registered_online = 'Registered devices among them: <span data-live="counters.devices_online"'
+        assert f'{registered_online} data-format="int">1</span>' in overview
+    finally:
+        registered.disconnect()
+        anonymous.disconnect()
 
 
 def test_the_clients_page_lists_connected_clients(
