@@ -2,7 +2,9 @@
 
 An operator logs in, adds an upstream broker pointing at a real Mosquitto, watches
 it connect and forward a device's messages without reloading the page, pauses it
-and deletes it; and the overview fits a phone. Screenshots land in test-artifacts/.
+and deletes it. A bad broker form shows its errors next to the fields, the overview
+shows the backlog of an upstream that is down, the clients page follows clients
+coming and going, and the overview fits a phone. Screenshots land in test-artifacts/.
 """
 
 from __future__ import annotations
@@ -234,6 +236,81 @@ def test_rows_follow_brokers_added_and_removed_elsewhere(tab: Tab, web_gateway: 
     web_gateway.run(fanout.delete("backup"))
     expect(row).to_have_count(0, timeout=LIVE)
     expect(page.locator("[data-empty-row]")).to_be_visible()
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_a_bad_broker_form_shows_its_errors_inline(tab: Tab, web_gateway: ThreadedGateway) -> None:
+    assert web_gateway.gateway is not None
+    fanout = web_gateway.gateway.fanout
+    page = tab.login()
+    page.click("text=Add broker")
+    page.fill("#f-name", "Cloud")
+    page.fill("#f-address", "127.0.0.1")
+    page.fill("#f-routes", "out devices/#\nsideways a/b\nout a/#/b")
+    page.click("button:has-text('Add broker')")
+    expect(page.locator("#routes-error")).to_have_count(2)
+    errors = page.locator(".field-error#routes-error")
+    expect(errors.first).to_have_text("line 2: a route starts with its direction: out or in")
+    expect(errors.last).to_contain_text("line 3: filter: '#' must be the last level of a topic filter")
+    expect(page.locator("#f-routes")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#f-routes")).to_have_value("out devices/#\nsideways a/b\nout a/#/b")
+    expect(page.locator("#f-name")).to_have_value("Cloud")
+    assert web_gateway.call(fanout.records) == []
+    # The form came back as a 400 page, which Chromium logs; it is the only thing logged.
+    assert tab.errors == ["Failed to load resource: the server responded with a status of 400 (Bad Request)"]
+    tab.errors.clear()
+
+
+def test_the_overview_shows_how_far_behind_a_down_upstream_is(tab: Tab, web_gateway: ThreadedGateway) -> None:
+    assert web_gateway.gateway is not None
+    fanout = web_gateway.gateway.fanout
+    # Nothing listens on its port: everything for it queues, and past 3 messages the oldest go.
+    record = BrokerRecord(
+        id="cloud", name="Cloud", address="127.0.0.1", port=free_port(), queue_max_messages=3
+    )
+    web_gateway.run(fanout.add(record))
+    page = tab.login()
+    page.click("nav >> text=Overview")
+    expect(page).to_have_url("/")
+    page.evaluate("window.sameDocument = true")
+    row = page.locator('tr[data-broker="cloud"]')
+    expect(row.locator('[data-field="state"]')).to_have_text(re.compile("backoff|connecting"))
+    expect(row.locator('[data-field="queue_depth"]')).to_have_text("0")
+    expect(row.locator('[data-field="drops"]')).to_have_text("0")
+
+    device = paho_client(web_gateway.port, "device-1")
+    try:
+        for number in range(5):
+            device.publish("devices/d1/telemetry", str(number), qos=1)
+        expect(row.locator('[data-field="queue_depth"]')).to_have_text("3", timeout=LIVE)
+        drops = row.locator('[data-field="drops"]')
+        expect(drops).to_have_text("2")
+        expect(drops).to_have_attribute("title", "queue_full: 2")
+        expect(page.locator('[data-live="counters.messages_received"]')).to_have_text("5")
+        expect(page.locator('[data-live="derived.upstreams_connected"]')).to_have_text("0")
+    finally:
+        device.disconnect()
+    assert page.evaluate("window.sameDocument") is True
+
+
+def test_the_clients_page_follows_connections(tab: Tab, web_gateway: ThreadedGateway) -> None:
+    page = tab.login()
+    page.click("nav >> text=Clients")
+    expect(page).to_have_url("/clients")
+    expect(page.locator("[data-empty-row]")).to_be_visible()
+    page.evaluate("window.sameDocument = true")
+    device = paho_client(web_gateway.port, "thermostat-7")
+    try:
+        # The page reads /api/clients every 5 seconds.
+        row = page.locator('[data-clients-rows] tr:has-text("thermostat-7")')
+        expect(row).to_have_count(1, timeout=LIVE)
+        expect(page.locator("[data-empty-row]")).to_be_hidden()
+        expect(page.locator("[data-clients-count]")).to_have_text("1")
+    finally:
+        device.disconnect()
+    expect(row).to_have_count(0, timeout=LIVE)
+    expect(page.locator("[data-empty-row]")).to_be_visible()
+    expect(page.locator("[data-clients-count]")).to_have_text("0")
     assert page.evaluate("window.sameDocument") is True
 
 
