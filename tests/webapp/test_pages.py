@@ -22,7 +22,7 @@ from mqttproxy.webapp.pages import (
 from tests.helpers import ThreadedGateway, paho_client, wait_until
 from tests.mosquitto import free_port
 from tests.registry.util import add_device, add_tenant
-from tests.webapp.conftest import WebClient
+from tests.webapp.conftest import WebClient, web_port
 
 PAGES = ["/", "/brokers", "/brokers/new", "/clients", "/tokens"]
 
@@ -422,6 +422,18 @@ def test_forms_without_the_csrf_token_are_refused(
     [record] = records(web_gateway)
     assert (record.id, record.name, record.enabled) == ("cloud", "Cloud", False)
     assert "sneaky" not in admin_client.get("/tokens").text
+
+
+def test_forms_past_the_body_limit_are_refused(admin_client: WebClient, web_gateway: ThreadedGateway) -> None:
+    huge = "x" * 70_000  # past [web] max_body_size (64 KiB)
+    assert admin_client.post("/brokers/new", broker_form(1883, name=huge)).status == 413
+    assert admin_client.post("/tokens", {"name": huge}).status == 413
+    login = WebClient(web_port(web_gateway)).post(
+        "/login", {"username": "admin", "password": huge}, csrf=False
+    )
+    assert login.status == 413
+    assert records(web_gateway) == []
+    assert "<tr data-token=" not in admin_client.get("/tokens").text
 
 
 def test_the_connection_test_endpoint_takes_the_forms_json(admin_client: WebClient) -> None:
