@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mqttproxy.registry import NotFound
 from mqttproxy.registry.models import Device, DeviceCreate, DeviceSettings, Tenant, TenantSettings
@@ -15,6 +15,8 @@ from mqttproxy.webapp.services import GATEWAY
 
 
 class TokenRenewal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     expires_at: float | None = Field(default=None, description="Unix time the new token expires; none: never")
 
 

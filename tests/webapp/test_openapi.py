@@ -131,6 +131,14 @@ def test_schemas_match_the_models(served: Served) -> None:
     assert any(option.get("writeOnly") for option in password.get("anyOf", [password]))
 
 
+def test_every_request_body_refuses_unknown_fields(served: Served) -> None:
+    """A typo in a field name is a 400 naming it, never silently a default; the document says so."""
+    schemas = served.document["components"]["schemas"]
+    for (method, path), model in served.bodies.items():
+        if model is not None:
+            assert schemas[model.__name__].get("additionalProperties") is False, (method, path)
+
+
 def test_security_schemes_cover_bearer_and_session(served: Served) -> None:
     schemes = served.document["components"]["securitySchemes"]
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
