@@ -87,6 +87,7 @@ class Http:
     port: int
     cookies: dict[str, str] = field(default_factory=dict)
     seen: list[Response] = field(default_factory=list)
+    source: str | None = None  # another loopback address (127.0.0.2...) to come from
 
     def request(
         self,
@@ -111,7 +112,8 @@ class Http:
             headers.setdefault("Content-Type", "application/json")
         if self.cookies:
             headers.setdefault("Cookie", "; ".join(f"{key}={value}" for key, value in self.cookies.items()))
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        source = (self.source, 0) if self.source else None
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10, source_address=source)
         try:
             connection.request(method, path, body=data, headers=headers)
             reply = connection.getresponse()

@@ -275,6 +275,17 @@ def test_failed_logins_are_rate_limited_per_address(gw: ThreadedGateway) -> None
     assert "mqttproxy_session" not in refused.cookies()
 
 
+def test_failed_logins_are_rate_limited_per_user_name(gw: ThreadedGateway) -> None:
+    """Guesses at one account from many addresses lock that account only, for a while."""
+    port = web_port(gw)
+    for number in range(5):
+        assert Http(port, source=f"127.0.0.{10 + number}").login("admin", "wrong").status == 401
+    refused = Http(port, source="127.0.0.20").login()
+    assert refused.status == 429
+    assert "mqttproxy_session" not in refused.cookies()
+    assert Http(port, source="127.0.0.20").login("operator2", "wrong").status == 401  # not 429
+
+
 def test_a_successful_login_resets_the_count(gw: ThreadedGateway) -> None:
     http = Http(web_port(gw))
     for attempt in range(4):
