@@ -29,6 +29,7 @@ _CODES = {
     415: "unsupported_media_type",
     422: "validation_error",
     429: "too_many_requests",
+    500: "internal_error",
 }
 
 
@@ -48,6 +49,7 @@ _SHADOW_MESSAGES = {
     401: "Unauthorized",
     403: "Forbidden",
     413: "The payload exceeds the maximum size allowed",
+    500: "Internal service failure",
 }
 
 
@@ -117,3 +119,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, exc.reason, headers=headers, request=request)
+    except Exception:
+        if not is_api(request):
+            raise
+        # A bug, not the client's fault: the script still gets the API's error document.
+        logger.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error; the gateway log has the details", request=request)
