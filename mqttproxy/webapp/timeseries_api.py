@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from mqttproxy.timeseries import DataConfig, Recorder, Series
+from mqttproxy.timeseries.models import check_label_name
 from mqttproxy.timeseries.query import AGGREGATES
 from mqttproxy.webapp.api import Route, read_json
 from mqttproxy.webapp.errors import ApiError
@@ -27,6 +28,7 @@ MAX_BUCKETS = 11_000  # as Prometheus allows per query: more is not a chart, it 
 MAX_POINTS = 100_000
 DEFAULT_POINTS = 10_000
 DEFAULT_RANGE_MS = 3_600_000
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the end of RFC 3339 time
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w)?$")
 
@@ -42,26 +44,34 @@ def parse_duration(text: str, name: str) -> int:
     match = _DURATION.match(text.strip())
     if not match or int(match.group(1)) == 0:
         raise ApiError(400, f"{name}: expected a duration such as 500ms, 30s, 5m, 1h or 1d", field=name)
-    return int(match.group(1)) * _UNITS[match.group(2) or "ms"]
+    duration = int(match.group(1)) * _UNITS[match.group(2) or "ms"]
+    if duration > MAX_TIME_MS:
+        raise ApiError(400, f"{name}: a duration is at most {MAX_TIME_MS} ms", field=name)
+    return duration
 
 
 def parse_time(text: str, name: str, now_ms: int) -> int:
+    """Unix milliseconds from a query parameter; 400 naming it unless in 1970..9999."""
     text = text.strip()
     if text.isdigit():
-        return int(text)
-    if text == "now":
-        return now_ms
-    if text.startswith("now-"):
-        return now_ms - parse_duration(text[4:], name)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiError(
-            400, f"{name}: expected Unix milliseconds, RFC 3339 time, now or now-<duration>", field=name
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
+        moment_ms = int(text)
+    elif text == "now":
+        moment_ms = now_ms
+    elif text.startswith("now-"):
+        moment_ms = now_ms - parse_duration(text[4:], name)
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ApiError(
+                400, f"{name}: expected Unix milliseconds, RFC 3339 time, now or now-<duration>", field=name
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        moment_ms = int(moment.timestamp() * 1000)
+    if not 0 <= moment_ms <= MAX_TIME_MS:
+        raise ApiError(400, f"{name}: a time between 1970 and the end of 9999", field=name)
+    return moment_ms
 
 
 def _range(request: web.Request) -> tuple[int, int]:
@@ -175,6 +185,10 @@ def _label_filter(request: web.Request) -> dict[str, str]:
         name, separator, value = text.partition("=")
         if not separator or not name:
             raise ApiError(400, "label: expected name=value", field="label")
+        try:
+            check_label_name(name)
+        except ValueError as exc:
+            raise ApiError(400, f"label: {exc}", field="label") from None
         labels[name] = value
     return labels
 

@@ -203,6 +203,11 @@ def test_config_crud_and_its_errors(api: Api) -> None:
         ("agg=median", "agg"),
         ("agg=", "agg"),
         ("format=xml", "format"),
+        ("from=0&to=99999999999999999999999", "to"),
+        ("from=now-99999999999999999999d", "from"),
+        ("from=now-1000000w", "from"),
+        ("from=0001-01-01T00:00:00Z", "from"),
+        ("step=99999999999999999999999d", "step"),
     ],
 )
 def test_bad_aggregate_parameters_are_400_naming_the_parameter(
@@ -235,3 +240,5 @@ def test_unknown_series_are_404(api: Api) -> None:
         assert api.call("GET", path).status == 404
     assert api.call("GET", "/api/timeseries/series/999/last").status == 404
     assert api.call("GET", "/api/timeseries/series?label=novalue").status == 400
+    bad_name = api.call("GET", '/api/timeseries/series?label=a"b=1')
+    assert (bad_name.status, bad_name.error()["field"]) == (400, "label")
