@@ -69,6 +69,11 @@ def _rules(models: list[AclRuleModel], device_id: str, tenant_id: str) -> list[A
     ]
 
 
+def _admission(tenant: TenantSettings) -> tuple[object, ...]:
+    """What decides whether a device of ``tenant`` may connect and which topics it gets."""
+    return (tenant.auth_mode, tenant.ca_cert, tenant.acl, tenant.default_acl)
+
+
 def acl_for(device_id: str, device_acl: list[AclRuleModel], tenant: Tenant) -> TopicAcl:
     """The device's rules, then its tenant's, then (unless switched off) the defaults."""
     rules = _rules(device_acl, device_id, tenant.id) + _rules(tenant.acl, device_id, tenant.id)
@@ -150,6 +155,11 @@ class Registry:
         if updated.ca_cert and updated.ca_cert != current.ca_cert:
             self._trust_ca(updated.ca_cert)
         logger.info("tenant %s updated", tenant_id)
+        if _admission(updated) != _admission(current):
+            # A connected device keeps the rules it was let in under: it reconnects
+            # (or does not) under the tenant's new ones.
+            for device_id in await self._online_in(tenant_id):
+                self._kick(device_id, "tenant settings changed")
         return updated
 
     async def delete_tenant(self, tenant_id: str) -> None:
@@ -163,6 +173,16 @@ class Registry:
             await self._store.delete_tenant(tenant_id)
             del self._tenants[tenant_id]
         logger.info("tenant %s deleted", tenant_id)
+
+    async def _online_in(self, tenant_id: str) -> list[str]:
+        """The ids of the tenant's devices that are connected now."""
+        online = list(self._online)
+        if not online:
+            return []
+        rows = await self._store.devices(
+            tenant_id=tenant_id, label=None, search=None, limit=len(online), offset=0, among=(online, True)
+        )
+        return [row["id"] for row in rows]
 
     # --- devices ---------------------------------------------------------------------------
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from mqttproxy.protocol.packets import Puback, Publish, Suback, Subscribe
+from mqttproxy.protocol.packets import Pingreq, Pingresp, Puback, Publish, Suback, Subscribe
 from mqttproxy.registry.acl import AclRule, TopicAcl, covers, overlaps
-from mqttproxy.registry.models import AclRuleModel
+from mqttproxy.registry.models import AclRuleModel, TenantSettings
 from tests.helpers import RawClient, ThreadedGateway, paho_client
-from tests.registry.util import add_device, add_tenant
+from tests.registry.util import add_device, add_tenant, registry
 
 GatewayFactory = Callable[..., ThreadedGateway]
 
@@ -142,3 +142,36 @@ def test_publish_decisions_are_cached() -> None:
     assert acl._publish_cache == {"devices/d1/t": True}
     assert not acl.may_publish("devices/d2/t")
     assert acl._publish_cache["devices/d2/t"] is False
+
+
+def test_changing_a_tenants_rules_disconnects_its_devices(fleet: ThreadedGateway) -> None:
+    """A connected device keeps the rules it was let in under, so a tenant change must close it."""
+    add_tenant(fleet, "other")
+    settings = registry(fleet).tenant("acme").model_dump(include=set(TenantSettings.model_fields))
+    _, token = add_device(fleet, "d1")
+    device = RawClient(fleet.port)
+    assert device.connect("d1", username="d1", password=token.encode()).return_code == 0
+    with device, _device(fleet, "d2", tenant_id="other") as bystander:
+        renamed = TenantSettings.model_validate({**settings, "name": "Acme Inc."})
+        fleet.run(registry(fleet).update_tenant("acme", renamed))
+        device.send(Pingreq())
+        assert device.recv() == Pingresp()  # a new name changes nothing a device is let in under
+
+        narrower = [AclRuleModel(action="publish", topic="devices/{device_id}/telemetry", allow=False)]
+        narrowed = TenantSettings.model_validate({**renamed.model_dump(), "acl": narrower})
+        fleet.run(registry(fleet).update_tenant("acme", narrowed))
+        device.assert_closed()
+        bystander.send(Pingreq())
+        assert bystander.recv() == Pingresp()  # another tenant's device stays
+
+    observer = paho_client(fleet.port, "observer")
+    observer.subscribe("devices/#", 1)
+    with RawClient(fleet.port) as again:
+        assert again.connect("d1", username="d1", password=token.encode()).return_code == 0
+        again.send(Publish(topic="devices/d1/telemetry", payload=b"x", qos=1, packet_id=1))
+        assert again.recv() == Puback(packet_id=1)
+        again.send(Publish(topic="devices/d1/status", payload=b"y", qos=1, packet_id=2))
+        assert again.recv() == Puback(packet_id=2)
+    assert observer.get().topic == "devices/d1/status"  # the new rule holds after reconnecting
+    observer.assert_no_message()
+    observer.disconnect()
