@@ -229,8 +229,11 @@ def paho_client(
 class RawClient:
     """A bare TCP socket speaking bytes, for what no client library will send."""
 
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    def __init__(self, port: int, *, source: str | None = None) -> None:
+        """``source``: another loopback address (127.x.y.z) to connect from."""
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=TIMEOUT, source_address=(source, 0) if source else None
+        )
         self._decoder = Decoder()
 
     def close(self) -> None:

@@ -112,3 +112,28 @@ def test_a_bad_ca_is_refused_when_creating_the_tenant(tls_gateway: ThreadedGatew
         add_tenant(
             tls_gateway, "broken", auth_mode="certificate", ca_cert="-----BEGIN CERTIFICATE-----\nnope\n"
         )
+
+
+def test_the_common_name_comes_before_the_dns_names(
+    tls_gateway: ThreadedGateway, server_ca: trustme.CA, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mqttproxy.broker")
+    plant_ca = trustme.CA()
+    add_tenant(tls_gateway, "plant", auth_mode="certificate", ca_cert=plant_ca.cert_pem.bytes().decode())
+    add_device(tls_gateway, "press-7", tenant_id="plant")
+    add_device(tls_gateway, "press-8", tenant_id="plant")
+    named = plant_ca.issue_cert("press-8", common_name="press-7")
+    assert _connect(tls_gateway, server_ca, named) == Connack()
+    assert "as device:press-7" in caplog.text
+    assert "device:press-8" not in caplog.text
+
+
+def test_a_certificate_naming_no_device_is_refused(
+    tls_gateway: ThreadedGateway, server_ca: trustme.CA
+) -> None:
+    plant_ca = trustme.CA()
+    add_tenant(tls_gateway, "plant", auth_mode="certificate", ca_cert=plant_ca.cert_pem.bytes().decode())
+    add_device(tls_gateway, "press-7", tenant_id="plant")
+    only_an_address = plant_ca.issue_cert("127.0.0.1")  # no CN, no DNS name
+    refused = _connect(tls_gateway, server_ca, only_an_address)
+    assert refused.return_code == ConnectReturnCode.NOT_AUTHORIZED

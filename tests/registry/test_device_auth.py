@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import trustme
 
 from mqttproxy.protocol.packets import Connack, ConnectReturnCode
 from tests.helpers import RawClient, ThreadedGateway, make_config, paho_client, running_gateway, wait_until
@@ -23,8 +24,10 @@ def secured(gateway_factory: GatewayFactory) -> ThreadedGateway:
     return gateway_factory(allow_anonymous=False)
 
 
-def _connect(gateway: ThreadedGateway, username: str | None, password: str | None) -> Connack:
-    with RawClient(gateway.port) as client:
+def _connect(
+    gateway: ThreadedGateway, username: str | None, password: str | None, *, source: str | None = None
+) -> Connack:
+    with RawClient(gateway.port, source=source) as client:
         return client.connect(
             f"c-{username}", username=username, password=password.encode() if password is not None else None
         )
@@ -104,10 +107,33 @@ def test_disabling_or_deleting_kicks_the_connected_device(secured: ThreadedGatew
 def test_failed_logins_are_rate_limited_per_device(secured: ThreadedGateway) -> None:
     add_tenant(secured)
     _, token = add_device(secured, "target")
-    for _ in range(10):
-        assert _connect(secured, "target", "xxxx-xxxx-xxxx").return_code == REFUSED_CREDENTIALS
-    # Even the right token waits now.
-    assert _connect(secured, "target", token).return_code == NOT_AUTHORIZED
+    # One wrong token from each of ten addresses: no address reaches the limit, the device does.
+    for host in range(1, 11):
+        refused = _connect(secured, "target", "xxxx-xxxx-xxxx", source=f"127.0.1.{host}")
+        assert refused.return_code == REFUSED_CREDENTIALS
+    # Even the right token, from an address that never failed, waits now.
+    assert _connect(secured, "target", token, source="127.0.2.1").return_code == NOT_AUTHORIZED
+    assert secured.call(lambda: secured.broker.stats.auth_failures) == 11
+
+
+def test_failed_logins_are_rate_limited_per_address(secured: ThreadedGateway) -> None:
+    add_tenant(secured)
+    _, token = add_device(secured, "sensor-1")
+    # Ten unknown devices from one address: no device reaches the limit, the address does.
+    for number in range(10):
+        refused = _connect(secured, f"guess-{number}", "xxxx-xxxx-xxxx", source="127.0.3.1")
+        assert refused.return_code == REFUSED_CREDENTIALS
+    assert _connect(secured, "sensor-1", token, source="127.0.3.1").return_code == NOT_AUTHORIZED
+    # The same device from another address is let in: the device itself never failed.
+    assert _connect(secured, "sensor-1", token, source="127.0.3.2") == Connack()
+
+
+def test_a_token_for_a_device_of_a_certificate_tenant_is_not_authorized(secured: ThreadedGateway) -> None:
+    add_tenant(secured, "plant", auth_mode="certificate", ca_cert=trustme.CA().cert_pem.bytes().decode())
+    add_tenant(secured, "acme")
+    add_device(secured, "press-7", tenant_id="plant")
+    _, token = add_device(secured, "sensor-1")
+    assert _connect(secured, "press-7", token).return_code == NOT_AUTHORIZED
 
 
 def test_static_users_keep_working_beside_the_registry(gateway_factory: GatewayFactory) -> None:
