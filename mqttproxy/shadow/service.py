@@ -106,9 +106,6 @@ class ShadowService:
     async def _serve(self, key: ShadowKey, operation: str, message: Message) -> None:
         try:
             await self.handle(key, operation, message.payload)
-        except Exception:
-            logger.exception("shadow %s %s failed", key.prefix, operation)
-            self._reject(key, operation, ShadowError(500, "Internal service failure"), message.payload)
         finally:
             remaining = self._in_flight[message.source] - 1
             if remaining:
@@ -139,6 +136,12 @@ class ShadowService:
         except ShadowError as error:
             self._reject(key, operation, error, payload)
             return error
+        except Exception:
+            # E.g. the database failed (accepted responses go out only after the save).
+            logger.exception("shadow %s %s failed", key.prefix, operation)
+            failure = ShadowError(500, "Internal service failure")
+            self._reject(key, operation, failure, payload)
+            return failure
 
     def _lock(self, key: ShadowKey) -> asyncio.Lock:
         lock = self._locks.get(key)

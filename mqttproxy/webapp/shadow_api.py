@@ -7,6 +7,7 @@ delta reaches the device), since it goes through the same service.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,8 @@ from aiohttp import web
 from mqttproxy.shadow import ShadowError, ShadowKey, ShadowService
 from mqttproxy.webapp.api import Route
 from mqttproxy.webapp.services import GATEWAY
+
+logger = logging.getLogger(__name__)
 
 
 def _key(request: web.Request) -> ShadowKey:
@@ -35,6 +38,11 @@ async def _serve(request: web.Request, operation: str) -> web.Response:
         result = await shadows.handle(key, operation, payload)
     except ShadowError as error:
         return _error(error)
+    except Exception:
+        # The contract's 500 rather than aiohttp's plain-text one (update and
+        # delete get theirs from the service).
+        logger.exception("shadow %s get failed", key.prefix)
+        return _error(ShadowError(500, "Internal service failure"))
     if isinstance(result, ShadowError):
         return _error(result)
     return web.json_response(result)
@@ -61,7 +69,10 @@ async def list_named_shadows(request: web.Request) -> web.Response:
     if not 1 <= page_size <= 100:
         return _error(ShadowError(400, "Invalid pageSize"))
     token = request.query.get("nextToken")
-    after = base64.urlsafe_b64decode(token.encode()).decode() if token else None
+    try:
+        after = base64.urlsafe_b64decode(token.encode()).decode() if token else None
+    except ValueError:  # binascii.Error and UnicodeDecodeError alike
+        return _error(ShadowError(400, "Invalid nextToken"))
     names = await shadows.named_shadows(request.match_info["thing"], page_size=page_size + 1, after=after)
     body: dict[str, Any] = {"results": names[:page_size], "timestamp": shadows.now()}
     if len(names) > page_size:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import queue
 import re
+import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.helpers import TIMEOUT, PahoClient, paho_client
+from tests.helpers import TIMEOUT, PahoClient, ThreadedGateway, paho_client
 
 RESPONSE_TOPIC = re.compile(
     r"^\$aws/things/([^/]+)/shadow(?:/name/([^/]+))?/((?:get|update|delete)/(?:accepted|rejected|delta|documents))$"
@@ -159,3 +162,26 @@ def leaf_metadata(state: Any, stamp: dict[str, int]) -> Any:
     if isinstance(state, dict) and state:
         return {key: leaf_metadata(value, stamp) for key, value in state.items()}
     return dict(stamp)
+
+
+@contextmanager
+def failing_database(gateway: ThreadedGateway, method: str) -> Iterator[None]:
+    """Make the gateway's ``Database.<method>`` fail for statements on the shadows table.
+
+    A fault a real disk does not produce on demand; everything else still
+    goes to the real database.
+    """
+    assert gateway.gateway is not None
+    database = gateway.gateway.database
+    original = getattr(database, method)
+
+    async def failing(sql: str, params: Any = ()) -> Any:
+        if " shadows " in f" {sql} ":
+            raise sqlite3.OperationalError("disk I/O error")
+        return await original(sql, params)
+
+    gateway.call(lambda: setattr(database, method, failing))
+    try:
+        yield
+    finally:
+        gateway.call(lambda: delattr(database, method))

@@ -25,7 +25,7 @@ from mqttproxy.protocol.packets import Publish
 from mqttproxy.shadow import ShadowService
 from tests.helpers import RawClient, ThreadedGateway, make_config, paho_client, running_gateway
 from tests.registry.util import add_device, add_tenant
-from tests.shadow import ShadowClient, epoch_now_range, leaf_metadata, prefix
+from tests.shadow import ShadowClient, epoch_now_range, failing_database, leaf_metadata, prefix
 
 GatewayFactory = Callable[..., ThreadedGateway]
 SUBACK_FAILURE = 0x80
@@ -419,6 +419,42 @@ def test_the_limits_come_from_the_config(gateway_factory: GatewayFactory, tmp_pa
         )
     accepted = app.request("small", "update", {"state": {"desired": {"a": {"b": 1}}}, "clientToken": "1234"})
     assert accepted.kind == "update/accepted"
+
+
+def test_a_failed_write_is_a_500_and_nothing_is_accepted(gateway: ThreadedGateway, app: ShadowClient) -> None:
+    """An accepted update is stored before /update/accepted: when storing fails, none is sent."""
+    app.watch("fragile")
+    app.request("fragile", "update", {"state": {"desired": {"a": 1}}})
+    before = app.get("fragile").body
+    app.drain()
+    with failing_database(gateway, "execute"):
+        app.publish("fragile", "update", {"state": {"desired": {"a": 2}}, "clientToken": "io-1"})
+        app.publish("fragile", "delete", {"clientToken": "io-2"})
+        update = app.wait_for("update/rejected", token="io-1")
+        delete = app.wait_for("delete/rejected", token="io-2")
+    for response, token in ((update, "io-1"), (delete, "io-2")):
+        assert response.body == {
+            "code": 500,
+            "message": "Internal service failure",
+            "timestamp": stamp_of(response)["timestamp"],
+            "clientToken": token,
+        }
+    after = app.get("fragile").body
+    assert {k: after[k] for k in ("state", "metadata", "version")} == {
+        k: before[k] for k in ("state", "metadata", "version")
+    }
+    assert app.kinds_seen("fragile") == []  # no accepted, delta or documents went out
+    assert app.request("fragile", "update", {"state": {"desired": {"a": 2}}}).body["version"] == 2
+
+
+def test_a_failed_read_is_a_500(gateway: ThreadedGateway, app: ShadowClient) -> None:
+    app.watch("fragile")
+    app.request("fragile", "update", {"state": {"reported": {"a": 1}}})
+    with failing_database(gateway, "fetch_one"):
+        app.publish("fragile", "get", {"clientToken": "io-3"})
+        rejected = app.wait_for("get/rejected", token="io-3")
+    assert (rejected.body["code"], rejected.body["message"]) == (500, "Internal service failure")
+    assert app.get("fragile").body["state"] == {"reported": {"a": 1}}
 
 
 # --- requests in flight ---------------------------------------------------------------------------

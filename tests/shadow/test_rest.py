@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.helpers import ThreadedGateway, paho_client
-from tests.shadow import ShadowClient, epoch_now_range, leaf_metadata, prefix
+from tests.shadow import ShadowClient, epoch_now_range, failing_database, leaf_metadata, prefix
 from tests.webapp.api_client import NO_BODY, Api, Http, Response, token_api, web_gateway, web_port
 
 UNSUPPORTED_ENCODING = "Unsupported documented encoding; supported encoding is UTF-8"
@@ -240,6 +240,31 @@ def test_unauthorized_is_the_contracts_error_body(gw: ThreadedGateway) -> None:
     assert (body.get("code"), body.get("message")) == (401, "Unauthorized"), body
 
 
+def test_a_failure_inside_is_the_contracts_500(gw: ThreadedGateway, api: Api) -> None:
+    watcher = ShadowClient.connect(gw.port, "watcher")
+    watcher.watch("fragile")
+    ok(call(api, "POST", "fragile", body={"state": {"desired": {"a": 1}}, "clientToken": "w0"}))
+    watcher.wait_for("update/documents", token="w0")
+    watcher.drain()
+    refused = {"state": {"desired": {"a": 2}}, "clientToken": "w"}
+    with failing_database(gw, "execute"):
+        failed = error(call(api, "POST", "fragile", body=refused), 500)
+        assert failed == {
+            "code": 500,
+            "message": "Internal service failure",
+            "timestamp": failed["timestamp"],
+            "clientToken": "w",
+        }
+        assert watcher.wait_for("update/rejected", token="w").body == failed  # the same answer over MQTT
+        assert error(call(api, "DELETE", "fragile"), 500)["message"] == "Internal service failure"
+    with failing_database(gw, "fetch_one"):
+        assert error(call(api, "GET", "fragile"), 500)["message"] == "Internal service failure"
+    got = ok(call(api, "GET", "fragile"))
+    assert (got["state"]["desired"], got["version"]) == ({"a": 1}, 1)
+    assert watcher.get("fragile").body["version"] == 1  # answered after everything before it
+    assert watcher.kinds_seen("fragile") == ["delete/rejected"]  # nothing was accepted
+
+
 # --- listings -------------------------------------------------------------------------------------
 
 
@@ -290,6 +315,8 @@ def test_named_shadows_are_listed_page_by_page(api: Api) -> None:
     assert pages == [names[0:3], names[3:6], names[6:7]]
     assert ok(list_named(api, "nobody"))["results"] == []
     assert list_named(api, "dev", pageSize=0).status == 400
+    for token in ("a", "__8="):  # not base64; not UTF-8 once decoded
+        assert error(list_named(api, "dev", nextToken=token), 400)["message"] == "Invalid nextToken"
 
 
 # --- REST applications and MQTT devices ---------------------------------------------------------
