@@ -17,8 +17,9 @@ import logging
 import re
 import time
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from mqttproxy.broker.message import Message
@@ -66,6 +67,12 @@ class ShadowKey:
         return ShadowError(404, "Thing not found")
 
 
+@dataclass(slots=True)
+class _KeyLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # requests holding or waiting for the lock
+
+
 def check_names(thing: str, name: str) -> None:
     if not THING_NAME.match(thing):
         raise ShadowError(400, "Invalid thing name")
@@ -78,7 +85,7 @@ class ShadowService:
         self._store = ShadowStore(database)
         self._dispatch = dispatch
         self.limits = limits
-        self._locks: dict[ShadowKey, asyncio.Lock] = {}
+        self._locks: dict[ShadowKey, _KeyLock] = {}
         self._in_flight: defaultdict[str, int] = defaultdict(int)
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests = 0
@@ -125,7 +132,7 @@ class ShadowService:
         self.requests += 1
         try:
             check_names(key.thing, key.name)
-            async with self._lock(key):
+            async with self._serialized(key):
                 if operation == "update":
                     return await self._update(key, parse_update(payload, self.limits))
                 if operation == "get":
@@ -143,13 +150,26 @@ class ShadowService:
             self._reject(key, operation, failure, payload)
             return failure
 
-    def _lock(self, key: ShadowKey) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            if len(self._locks) > 10_000:  # forget idle locks
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    @asynccontextmanager
+    async def _serialized(self, key: ShadowKey) -> AsyncIterator[None]:
+        """One request of a shadow at a time.
+
+        A shadow's lock stays in the table exactly while requests hold or
+        wait for it, so the table stays small and a lock being handed to a
+        waiter is never replaced by a fresh one (which would let two updates
+        of one shadow run together).
+        """
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _KeyLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if not entry.users:
+                del self._locks[key]
 
     async def _update(self, key: ShadowKey, request: UpdateRequest) -> dict[str, Any]:
         now = int(time.time())
