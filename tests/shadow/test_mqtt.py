@@ -23,9 +23,12 @@ from mqttproxy.config import ShadowConfig
 from mqttproxy.protocol.codec import encode_packet
 from mqttproxy.protocol.packets import Publish
 from mqttproxy.shadow import ShadowService
+from mqttproxy.upstream.models import Route
 from tests.helpers import RawClient, ThreadedGateway, make_config, paho_client, running_gateway
+from tests.mosquitto import Mosquitto
 from tests.registry.util import add_device, add_tenant
 from tests.shadow import ShadowClient, epoch_now_range, failing_database, leaf_metadata, prefix
+from tests.upstream.util import add, record, upstream_subscriber, wait_state
 
 GatewayFactory = Callable[..., ThreadedGateway]
 SUBACK_FAILURE = 0x80
@@ -747,6 +750,38 @@ def test_a_device_reaches_only_its_own_things_shadow(gateway_factory: GatewayFac
     assert {r.thing for r in device_a.drain()} == {"dev-a"}
     assert shadows(gateway).requests == requests_before + 3  # dev-a's two updates and dev-b's get
     assert gateway.run(shadows(gateway).things()) == ["dev-a"]
+
+
+# --- upstreams ------------------------------------------------------------------------------------
+
+
+def test_responses_go_upstream_only_where_a_route_says_so(gateway: ThreadedGateway, tmp_path: Path) -> None:
+    """ "$aws/..." topics match no filter starting with a wildcard: the default "#" route skips them."""
+    plain = Mosquitto(tmp_path / "plain").start()
+    aws = Mosquitto(tmp_path / "aws").start()
+    try:
+        plain_seen = upstream_subscriber(plain)
+        assert plain_seen.subscribe("$aws/#", 1) == [1]
+        aws_seen = upstream_subscriber(aws, "$aws/#")
+        add(gateway, record("plain", plain), record("aws", aws, routes=[Route(filter="$aws/things/#")]))
+        wait_state(gateway, "plain")
+        wait_state(gateway, "aws")
+
+        app = ShadowClient.connect(gateway.port, "app")
+        app.watch("relay")
+        app.request("relay", "update", {"state": {"desired": {"on": True}}, "clientToken": "up"})
+        app.wait_for("update/documents", token="up")
+        app.mqtt.publish("devices/relay/marker", b"after", qos=1)
+
+        assert plain_seen.get().topic == "devices/relay/marker"  # nothing of the shadow before it
+        topics = {aws_seen.get().topic for _ in range(4)}
+        kinds = ("update", "update/accepted", "update/delta", "update/documents")
+        assert topics == {f"{prefix('relay')}/{kind}" for kind in kinds}  # the request and its answers
+        for client in (app.mqtt, plain_seen, aws_seen):
+            client.disconnect()
+    finally:
+        plain.stop()
+        aws.stop()
 
 
 # --- the AWS IoT device loop -------------------------------------------------------------------
