@@ -1,7 +1,7 @@
 """Device tokens: ``xxxx-yyyy-zzzz`` from a CSPRNG, stored only as a keyed hash.
 
 Four characters a group from a 56-letter alphabet without look-alikes (no
-0/O, 1/l/I) give about 70 bits. The stored hash is an HMAC under a key kept
+0/O/o, 1/l/I) give about 70 bits. The stored hash is an HMAC under a key kept
 outside the database (``data/registry.key``), so a stolen database alone
 does not let anyone try tokens offline; and it is fast, so a thousand
 devices reconnecting at once are checked in milliseconds, not seconds.
@@ -15,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-ALPHABET = "23456789abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
+ALPHABET = "23456789abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ"
 GROUPS, GROUP_LENGTH = 3, 4
 
 

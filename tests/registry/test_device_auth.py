@@ -10,6 +10,7 @@ import pytest
 import trustme
 
 from mqttproxy.protocol.packets import Connack, ConnectReturnCode
+from mqttproxy.registry.tokens import ALPHABET
 from tests.helpers import RawClient, ThreadedGateway, make_config, paho_client, running_gateway, wait_until
 from tests.registry.util import add_device, add_tenant, registry
 
@@ -39,6 +40,10 @@ def test_token_format_and_acceptance(secured: ThreadedGateway) -> None:
     assert device.has_token
     parts = token.split("-")
     assert [len(part) for part in parts] == [4, 4, 4]
+    # About 70 bits, in letters that cannot be mistaken for one another when typed.
+    assert len(set(ALPHABET)) == len(ALPHABET) == 56
+    assert not set("0O1lIo") & set(ALPHABET)
+    assert set("".join(parts)) <= set(ALPHABET)
     assert _connect(secured, "sensor-1", token) == Connack()
 
 
