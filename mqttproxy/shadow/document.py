@@ -1,7 +1,7 @@
 """Shadow documents, AWS IoT style: validation, merge, metadata and delta. Pure functions.
 
-The contract is ../shared/reference/aws-iot-shadow.md (kept in docs as the
-Device shadow contract): only ``state.desired`` and ``state.reported`` are
+The contract is AWS IoT's Device Shadow service, as README.md's "Device
+shadows" section sums it up: only ``state.desired`` and ``state.reported`` are
 stored; an update deep-merges them, a ``null`` leaf deletes its key and a
 ``null`` section clears it; arrays are values, replaced whole; every leaf an
 update touches gets a ``{"timestamp": T}`` in the metadata; the delta holds

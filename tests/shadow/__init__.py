@@ -1,4 +1,4 @@
-"""Device shadow tests, against the contract in shared/reference/aws-iot-shadow.md.
+"""Device shadow tests, against the AWS IoT shadow contract (README.md, "Device shadows").
 
 ``test_document`` checks the pure functions with tables taken from the
 contract; ``test_mqtt`` and ``test_rest`` drive a whole gateway with real

@@ -1,6 +1,6 @@
 """The pure shadow functions (mqttproxy/shadow/document.py), table by table from the contract.
 
-Each table quotes the contract rule it checks (shared/reference/aws-iot-shadow.md).
+Each table quotes the contract rule it checks (README.md, "Device shadows").
 """
 
 from __future__ import annotations
