@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import pytest
 import trustme
 
 from mqttproxy.protocol.packets import Connack, ConnectReturnCode
-from mqttproxy.registry.tokens import ALPHABET
+from mqttproxy.registry.tokens import ALPHABET, token_hash
 from tests.helpers import RawClient, ThreadedGateway, make_config, paho_client, running_gateway, wait_until
 from tests.registry.util import add_device, add_tenant, registry
 
@@ -45,6 +46,27 @@ def test_token_format_and_acceptance(secured: ThreadedGateway) -> None:
     assert not set("0O1lIo") & set(ALPHABET)
     assert set("".join(parts)) <= set(ALPHABET)
     assert _connect(secured, "sensor-1", token) == Connack()
+
+
+def test_a_token_is_stored_only_as_a_keyed_hash_and_never_logged(
+    secured: ThreadedGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="mqttproxy")
+    add_tenant(secured)
+    _, first = add_device(secured, "sensor-1")
+    second = secured.run(registry(secured).regenerate_token("sensor-1"))
+    assert _connect(secured, "sensor-1", second) == Connack()
+    data_dir = secured.config.data_dir
+    key_file = data_dir / "registry.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600  # the key is the installation's secret
+    with sqlite3.connect(data_dir / "mqttproxy.db") as connection:
+        (stored,) = connection.execute("SELECT token_hash FROM device_tokens").fetchall()[0]
+    connection.close()
+    assert stored == token_hash(key_file.read_bytes(), second)
+    on_disk = b"".join(path.read_bytes() for path in data_dir.glob("mqttproxy.db*"))
+    for token in (first, second):
+        assert token.encode() not in on_disk
+        assert token not in caplog.text
 
 
 @pytest.mark.parametrize(
