@@ -8,7 +8,7 @@ import pytest
 
 from mqttproxy.protocol.packets import Pingreq, Pingresp, Puback, Publish, Suback, Subscribe
 from mqttproxy.registry.acl import AclRule, TopicAcl, covers, overlaps
-from mqttproxy.registry.models import AclRuleModel, TenantSettings
+from mqttproxy.registry.models import AclRuleModel, DeviceSettings, TenantSettings
 from tests.helpers import RawClient, ThreadedGateway, paho_client
 from tests.registry.util import add_device, add_tenant, registry
 
@@ -175,3 +175,26 @@ def test_changing_a_tenants_rules_disconnects_its_devices(fleet: ThreadedGateway
     assert observer.get().topic == "devices/d1/status"  # the new rule holds after reconnecting
     observer.assert_no_message()
     observer.disconnect()
+
+
+def test_changing_a_devices_rules_disconnects_it(fleet: ThreadedGateway) -> None:
+    _, token = add_device(fleet, "d1")
+    device = RawClient(fleet.port)
+    assert device.connect("d1", username="d1", password=token.encode()).return_code == 0
+    with device:
+        current = fleet.run(registry(fleet).device("d1"))
+        settings = current.model_dump(include=set(DeviceSettings.model_fields))
+        fleet.run(
+            registry(fleet).update_device("d1", DeviceSettings.model_validate({**settings, "notes": "x"}))
+        )
+        device.send(Pingreq())
+        assert device.recv() == Pingresp()  # notes are not what it was let in under
+        wider = [AclRuleModel(action="subscribe", topic="fleet/#")]
+        fleet.run(
+            registry(fleet).update_device("d1", DeviceSettings.model_validate({**settings, "acl": wider}))
+        )
+        device.assert_closed()
+    with RawClient(fleet.port) as again:
+        assert again.connect("d1", username="d1", password=token.encode()).return_code == 0
+        again.send(Subscribe(packet_id=1, subscriptions=(("fleet/#", 0),)))
+        assert again.recv() == Suback(packet_id=1, return_codes=(0,))
