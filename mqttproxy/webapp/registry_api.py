@@ -33,8 +33,19 @@ async def list_tenants(request: web.Request) -> web.Response:
     )
 
 
+def _needs_a_ca(settings: TenantSettings) -> None:
+    # As the tenant form says: without its CA, no device of the tenant could ever connect.
+    if settings.auth_mode == "certificate" and not settings.ca_cert:
+        raise ApiError(
+            400,
+            "ca_cert: certificate authentication needs the CA that signs the devices' certificates",
+            field="ca_cert",
+        )
+
+
 async def create_tenant(request: web.Request) -> web.Response:
     tenant = Tenant.model_validate(await read_json(request))
+    _needs_a_ca(tenant)
     created = await request.app[GATEWAY].registry.create_tenant(tenant)
     return web.json_response(created.model_dump(mode="json"), status=201)
 
@@ -49,9 +60,9 @@ async def update_tenant(request: web.Request) -> web.Response:
     if data.pop("id", request.match_info["id"]) != request.match_info["id"]:
         raise ApiError(400, "id: the id of a tenant cannot change", field="id")
     data.pop("created_at", None)
-    tenant = await request.app[GATEWAY].registry.update_tenant(
-        request.match_info["id"], TenantSettings.model_validate(data)
-    )
+    settings = TenantSettings.model_validate(data)
+    _needs_a_ca(settings)
+    tenant = await request.app[GATEWAY].registry.update_tenant(request.match_info["id"], settings)
     return web.json_response(tenant.model_dump(mode="json"))
 
 

@@ -63,6 +63,7 @@ def test_tenant_and_device_lifecycle(served: tuple[ThreadedGateway, Api]) -> Non
         ("/api/tenants", {"id": "x" * 65, "name": "x"}, 400, "id"),
         ("/api/tenants", {"id": "t", "name": "x", "auth_mode": "magic"}, 400, "auth_mode"),
         ("/api/tenants", {"id": "t", "name": "x", "ca_cert": "not pem"}, 400, "ca_cert"),
+        ("/api/tenants", {"id": "t", "name": "x", "auth_mode": "certificate"}, 400, "ca_cert"),
         ("/api/tenants", {"id": "t", "name": "x", "acl": [{"topic": "a/#/b"}]}, 400, "acl.0.topic"),
         ("/api/tenants", {"id": "acme", "name": "again"}, 409, "id"),
         ("/api/devices", {"id": "d+1", "tenant_id": "acme"}, 400, "id"),
@@ -100,6 +101,14 @@ def test_unknown_ids_are_404(served: tuple[ThreadedGateway, Api], method: str, p
     body = {"name": "x"} if method == "PUT" else None
     response = api.call(method, path, body) if body is not None else api.call(method, path)
     assert response.status == 404
+
+
+def test_a_tenant_cannot_switch_to_certificates_without_a_ca(served: tuple[ThreadedGateway, Api]) -> None:
+    _, api = served
+    api.ok("POST", "/api/tenants", {"id": "acme", "name": "Acme"}, status=201)
+    response = api.call("PUT", "/api/tenants/acme", {"name": "Acme", "auth_mode": "certificate"})
+    assert (response.status, response.error()["field"]) == (400, "ca_cert")
+    assert api.ok("GET", "/api/tenants/acme")["auth_mode"] == "token"
 
 
 def test_filters_are_validated(served: tuple[ThreadedGateway, Api]) -> None:
