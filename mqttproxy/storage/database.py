@@ -48,7 +48,10 @@ class Database:
             self._connection.row_factory = aiosqlite.Row
             await self._connection.execute("PRAGMA journal_mode=WAL")
             await self._connection.execute("PRAGMA foreign_keys=ON")
-            await self._connection.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a commit is on disk before it returns, so what the gateway acknowledged (a shadow
+            # update, a new token) survives a power cut, common at edge sites. In WAL mode that is one
+            # fsync of the log per transaction; writers batch (presence, timeseries) to keep them few.
+            await self._connection.execute("PRAGMA synchronous=FULL")
             await self._migrate()
         except aiosqlite.Error as exc:
             await self.close()

@@ -132,6 +132,11 @@ async def test_wal_mode_is_on(db: Database) -> None:
     assert await db.fetch_one("PRAGMA foreign_keys") == {"foreign_keys": 1}
 
 
+async def test_commits_reach_the_disk_before_they_return(db: Database) -> None:
+    """synchronous=FULL (2): what the gateway acknowledged survives a power cut, not only a crash."""
+    assert await db.fetch_one("PRAGMA synchronous") == {"synchronous": 2}
+
+
 async def test_execute_returns_the_row_id_of_an_insert_and_the_count_otherwise(db: Database) -> None:
     insert = "INSERT INTO operators (username, password_hash, created_at) VALUES (?, ?, ?)"
     first = await db.execute(insert, ("a", "h", 1.0))
