@@ -1,7 +1,8 @@
 """The dashboard's server-rendered pages: overview, upstream brokers, clients and API tokens.
 
-The device registry's pages (tenants, devices) live in ``registry_pages`` and
-are registered by ``add_routes`` here. Pages reach the gateway only through
+The device registry's pages (tenants, devices) live in ``registry_pages``, the
+shadows' in ``shadow_pages`` and the timeseries recorder's in
+``timeseries_pages``; ``add_routes`` here registers them. Pages reach the gateway only through
 its services (``FanOut``, ``Operators``, ``Registry``).
 Every form that changes something is a POST carrying the session's CSRF token
 (the auth middleware checks it); a successful one redirects (303) back to its
@@ -636,9 +637,11 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/tokens", tokens_page)
     router.add_post("/tokens", create_token)
     router.add_post("/tokens/{id}/revoke", revoke_token)
-    # Imported here: registry_pages and shadow_pages use this module's helpers.
+    # Imported here: registry_pages, shadow_pages and timeseries_pages use this module's helpers.
     from mqttproxy.webapp.registry_pages import add_routes as add_registry_routes
     from mqttproxy.webapp.shadow_pages import add_routes as add_shadow_routes
+    from mqttproxy.webapp.timeseries_pages import add_routes as add_timeseries_routes
 
     add_registry_routes(router)
     add_shadow_routes(router)
+    add_timeseries_routes(router)

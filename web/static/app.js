@@ -812,6 +812,27 @@
     update();
   }
 
+  /** The data config form: "Add another field" copies the template's empty row with the next row number. */
+  function startFieldRows() {
+    const form = $("[data-ts-config-form]");
+    const rows = form && $("[data-field-rows]", form);
+    const button = form && $("[data-add-field]", form);
+    const template = form && $("template[data-field-template]", form);
+    if (!rows || !button || !template) return;
+    button.hidden = false;
+    button.addEventListener("click", () => {
+      const next = Math.max(-1, ...$$("[data-field-row]", rows).map((row) => Number(row.dataset.fieldRow))) + 1;
+      const row = template.content.firstElementChild.cloneNode(true);
+      for (const element of [row, ...$$("*", row)]) {
+        for (const attribute of Array.from(element.attributes)) {
+          if (attribute.value.includes("__N__")) element.setAttribute(attribute.name, attribute.value.split("__N__").join(String(next)));
+        }
+      }
+      rows.appendChild(row);
+      $("input", row).focus();
+    });
+  }
+
   function startCopyButtons() {
     for (const button of $$("[data-copy]")) {
       const input = $(button.dataset.copy);
@@ -875,6 +896,7 @@
     startShadow();
     startBrokerForm();
     startTenantForm();
+    startFieldRows();
     startCopyButtons();
     if ($("[data-since]")) setInterval(tickDurations, 1000);
   }
