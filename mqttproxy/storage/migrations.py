@@ -103,4 +103,21 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX ts_chunks_by_series_time ON ts_chunks (series_id, end_ms);
         """,
     ),
+    (
+        "timeseries: a log of the samples not yet in a sealed chunk",
+        """
+        -- Each flush of the recorder appends one row holding all its samples
+        -- (mqttproxy/timeseries/heads.py) instead of a small chunk per series.
+        -- AUTOINCREMENT: ids are never reused, ts_heads.since compares with them.
+        CREATE TABLE ts_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            data BLOB NOT NULL
+        );
+        -- Per series: the first log row that can hold its samples not yet sealed.
+        CREATE TABLE ts_heads (
+            series_id INTEGER PRIMARY KEY REFERENCES ts_series (id) ON DELETE CASCADE,
+            since INTEGER NOT NULL
+        );
+        """,
+    ),
 ]

@@ -26,11 +26,16 @@ from mqttproxy.storage import Database
 from mqttproxy.timeseries.extract import Extractor
 from mqttproxy.timeseries.models import DataConfig
 from mqttproxy.timeseries.query import aggregate, bucket_count
-from mqttproxy.timeseries.store import Samples, Series, SeriesKey, TimeseriesStore
+from mqttproxy.timeseries.store import Batch, Samples, Series, TimeseriesStore
 
 logger = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+SEALS_PER_BATCH = 2
+ROUTE_CACHE_SIZE = 10_000  # topics
+Route = tuple[
+    tuple[tuple[str, int], ...], int
+]  # the data configs matching a topic, the points a message gives
 
 
 class DataConfigNotFound(MqttProxyError):
@@ -74,7 +79,10 @@ class Recorder:
         self._extractors: dict[str, Extractor] = {}
         self._fields: dict[str, int] = {}  # points a message of each config can give
         self._trie: SubscriptionTrie[str] = SubscriptionTrie()
-        self._queue: deque[tuple[Message, tuple[tuple[str, int], ...]]] = deque()
+        self._routes: dict[str, Route] = {}
+        self._max_queued = self.settings.max_queued_messages
+        self._flush_points = self.settings.flush_points
+        self._queue: deque[Message] = deque()
         self._waiting_points = 0
         self._wake = asyncio.Event()
         self._stopping = False
@@ -122,20 +130,29 @@ class Recorder:
         """Dispatch hook: queue a message that some data config wants; never blocks, never raises."""
         if not self._extractors:
             return  # no enabled data config: the device path pays one attribute test
-        matched = self._trie.match(message.topic)
-        if not matched:
-            return
+        route = self._routes.get(message.topic)
+        if route is None:
+            route = self._route(message.topic)
+        if not route[1]:
+            return  # no data config matches (each has at least one field)
         queue = self._queue
-        if len(queue) >= self.settings.max_queued_messages:
+        if len(queue) >= self._max_queued:
             # Writing fell behind: lose the oldest, counted, rather than memory without bound.
             queue.popleft()
             self.dropped += 1
-        queue.append((message, matched))
-        fields = self._fields
-        for config_id, _ in matched:
-            self._waiting_points += fields.get(config_id, 0)
-        if self._waiting_points >= self.settings.flush_points:
+        queue.append(message)
+        self._waiting_points += route[1]
+        if self._waiting_points >= self._flush_points:
             self._wake.set()
+
+    def _route(self, topic: str) -> Route:
+        """The data configs matching ``topic`` and the points a message can give; cached per topic."""
+        matched = self._trie.match(topic)
+        route = matched, sum(self._fields.get(config_id, 0) for config_id, _ in matched)
+        if len(self._routes) >= ROUTE_CACHE_SIZE:
+            self._routes.clear()
+        self._routes[topic] = route
+        return route
 
     async def _flush_loop(self) -> None:
         while not self._stopping:
@@ -148,54 +165,76 @@ class Recorder:
                 logger.exception("timeseries flush failed")
 
     async def flush(self) -> int:
-        """Extract and store everything queued; return the number of points stored."""
-        if not self._queue:
-            return 0
-        started = time.perf_counter()
-        queue, self._queue = self._queue, deque()
-        self._waiting_points = 0
-        batch = self._extract(queue)
-        written = 0
-        try:
-            written = await self.store.write(batch)
-            for series_id in self.store.due_for_sealing():
-                await self.store.seal(series_id)
-        except Exception as exc:
-            lost = sum(len(timestamps) for timestamps, _ in batch.values()) - written
-            self.write_failures += 1
-            self.lost_points += lost
-            self.last_flush_error = str(exc)
-            logger.error("timeseries: writing %d points failed: %s", lost, exc)
-        self.points += written
-        self.flush_seconds.observe(time.perf_counter() - started)
-        return written
+        """Extract and store what is queued now, in batches of about ``flush_points`` points.
 
-    def _extract(
-        self, queue: deque[tuple[Message, tuple[tuple[str, int], ...]]]
-    ) -> dict[SeriesKey, tuple[list[int], list[float]]]:
+        Return the points stored. The event loop runs between batches, so that a backlog never
+        holds up the device path for more than one batch (a few milliseconds); what arrives
+        meanwhile waits for the next flush.
+        """
+        stored = 0
+        remaining = len(self._queue)
+        self._waiting_points = 0
+        while remaining > 0 and self._queue:
+            started = time.perf_counter()
+            entries = self._take(remaining)
+            remaining -= len(entries)
+            batch = self._extract(entries)
+            written = 0
+            try:
+                written = await self.store.write(batch)
+                # A few seals a batch: heads filled together (a fleet started together) are sealed
+                # over many batches rather than in one long stall.
+                await self.store.seal(self.store.due_for_sealing()[:SEALS_PER_BATCH])
+            except Exception as exc:
+                lost = len(batch) - written
+                self.write_failures += 1
+                self.lost_points += lost
+                self.last_flush_error = str(exc)
+                logger.error("timeseries: writing %d points failed: %s", lost, exc)
+            self.points += written
+            stored += written
+            self.flush_seconds.observe(time.perf_counter() - started)
+            await asyncio.sleep(0)  # the device path's turn
+        try:
+            await self.store.maintain()
+        except Exception:
+            logger.exception("timeseries: trimming the log failed")
+        return stored
+
+    def _take(self, limit: int) -> list[Message]:
+        """Up to ``limit`` queued messages, the oldest first, holding about ``flush_points`` points."""
+        queue, goal, routes = self._queue, self._flush_points, self._routes
+        taken: list[Message] = []
+        points = 0
+        while queue and len(taken) < limit and points < goal:
+            message = queue.popleft()
+            taken.append(message)
+            route = routes.get(message.topic)
+            points += (route or self._route(message.topic))[1]
+        return taken
+
+    def _extract(self, messages: list[Message]) -> Batch:
         # Messages carry the event loop's clock; turn it into wall-clock milliseconds.
         offset = time.time() - asyncio.get_running_loop().time()
-        batch: dict[SeriesKey, tuple[list[int], list[float]]] = {}
-        extractors = self._extractors
-        for message, matched in queue:
+        batch = Batch()
+        keys, timestamps, values = batch.keys, batch.timestamps, batch.values
+        extractors, routes = self._extractors, self._routes
+        for message in messages:
             received_ms = int((message.received_at + offset) * 1000)
-            for config_id, _ in matched:
+            route = routes.get(message.topic) or self._route(message.topic)
+            for config_id, _ in route[0]:
                 extractor = extractors.get(config_id)
                 if extractor is None:
                     continue  # deleted since the message was queued
-                points, failures = extractor.extract(message.topic, message.payload, received_ms)
+                found, readings, when, failures = extractor.read(message.topic, message.payload, received_ms)
                 stats = self.stats[config_id]
                 stats.messages += 1
-                stats.points += len(points)
+                stats.points += len(found)
                 for reason in failures:
                     stats.failures[reason] += 1
-                for point in points:
-                    key = (point.metric, point.labels)
-                    series = batch.get(key)
-                    if series is None:
-                        series = batch[key] = ([], [])
-                    series[0].append(point.timestamp_ms)
-                    series[1].append(point.value)
+                keys += found
+                values += readings
+                timestamps += [when] * len(found)
         return batch
 
     def config_counters(self) -> list[tuple[str, int, int, Counter[str]]]:
@@ -226,7 +265,7 @@ class Recorder:
         return days
 
     async def apply_retention(self, now_ms: int | None = None) -> int:
-        """Drop whole chunks past their metric's retention; return how many went."""
+        """Drop whole chunks, and unsealed samples, past their metric's retention; return how many went."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         days = self.retention_days()
         dropped = 0
@@ -235,7 +274,7 @@ class Recorder:
         default_cutoff = now_ms - int(self.settings.default_retention_days * DAY_MS)
         dropped += await self.store.drop_before(None, default_cutoff, keep=list(days))
         if dropped:
-            logger.info("timeseries retention: dropped %d chunks", dropped)
+            logger.info("timeseries retention: dropped %d chunks and unsealed samples", dropped)
         return dropped
 
     # --- data configs -----------------------------------------------------------------------
@@ -288,6 +327,7 @@ class Recorder:
         for config_id in self._extractors:
             trie.subscribe(self._configs[config_id].filter, config_id, 0)
         self._trie = trie
+        self._routes = {}
 
     # --- queries ----------------------------------------------------------------------------
 

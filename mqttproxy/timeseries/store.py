@@ -1,28 +1,46 @@
-"""Timeseries in SQLite: data configs, series, and compressed chunks of samples.
+"""Timeseries in SQLite: data configs, series, compressed chunks of samples, and the heads' log.
 
-A series is one metric with one label set. Its samples live in chunks (see
-``codec.py``): every flush adds one small chunk per series it touched, so
-that flushed data is durable at once; when a series has gathered
-``chunk_samples`` samples in small chunks they are merged, in time order,
-into sealed chunks of that size (never spanning a UTC day), which compress
-far better. Retention drops whole chunks whose newest sample is older than
-the cut-off.
+A series is one metric with one label set. Its newest samples are its head,
+in memory and in the log (``heads.py``): a flush writes one log row, whatever
+the number of series it touched. When a head holds ``chunk_samples`` samples
+it is sealed: sorted by time and cut into chunks of that size (never spanning
+a UTC day), which the codec (``codec.py``) compresses to a few bytes a sample;
+the newest day's incomplete piece stays in the head. Retention drops whole
+chunks whose newest sample is older than the cut-off, and head samples older
+than it.
+
+Readers see the chunks and the heads together. A seal moves samples from a
+head into chunks within one transaction of the shared connection, which a
+concurrent read could see half done; a lock keeps reads and seals apart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from array import array
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from mqttproxy.storage import Database
 from mqttproxy.timeseries.codec import decode_chunk, encode_chunk
+from mqttproxy.timeseries.heads import Head, decode_log_row, encode_log_row
 from mqttproxy.timeseries.models import DataConfig
 
 DAY_MS = 86_400_000
+LOG_PAGE = 64  # log rows read at a time when the heads are rebuilt
+RELOG_SAMPLES = 100_000  # head samples written again to the log per call of maintain(), about
+SERIES_PER_QUERY = 400  # (metric, labels) pairs looked up in one statement (2 parameters each)
+MAINTAIN_INTERVAL = 1.0  # seconds between looks at the log's size
+_SET_SINCE = (
+    "INSERT INTO ts_heads (series_id, since) VALUES (?, ?) "
+    "ON CONFLICT (series_id) DO UPDATE SET since = excluded.since"
+)
 Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]  # (metric, labels)
 
@@ -50,22 +68,108 @@ def labels_text(labels: Labels) -> str:
     return json.dumps(dict(labels), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
+@dataclass(slots=True)
+class Batch:
+    """Points to store, in arrival order: point ``i`` is ``values[i]`` at ``timestamps[i]`` of ``keys[i]``."""
+
+    keys: list[SeriesKey] = field(default_factory=list)
+    timestamps: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
 class TimeseriesStore:
     def __init__(self, database: Database, *, chunk_samples: int = 2048) -> None:
         self._db = database
         self.chunk_samples = chunk_samples
         self._ids: dict[SeriesKey, int] = {}
-        # Samples per series in unsealed chunks, to know when to merge them.
-        self._unsealed: dict[int, int] = {}
-        self.bytes_on_disk = 0
+        self._metrics: dict[int, str] = {}
+        self._heads: dict[int, Head] = {}
+        self._due: set[int] = set()  # series whose head is full
+        self._log: deque[tuple[int, int]] = deque()  # (row id, samples) of the rows kept
+        self._log_samples = 0
+        self._last_log_id = 0
+        self._maintained = 0.0
+        # Held by whatever moves samples (write, seal, relog, retention) and by readers taking
+        # a consistent view of chunks and heads: a seal must not miss samples a write adds while
+        # its transaction is on the way, nor a reader see them in both places or neither.
+        self._lock = asyncio.Lock()
+        self.bytes_on_disk = 0  # of the chunks
+        self.head_samples = 0
 
     async def open(self) -> None:
         row = await self._db.fetch_one("SELECT COALESCE(SUM(LENGTH(data)), 0) AS size FROM ts_chunks")
         self.bytes_on_disk = int(row["size"]) if row else 0
-        rows = await self._db.fetch_all(
-            "SELECT series_id, SUM(samples) AS samples FROM ts_chunks WHERE sealed = 0 GROUP BY series_id"
-        )
-        self._unsealed = {int(row["series_id"]): int(row["samples"]) for row in rows}
+        for row in await self._db.fetch_all("SELECT id, metric FROM ts_series"):
+            self._metrics[int(row["id"])] = row["metric"]
+        since = {
+            int(row["series_id"]): int(row["since"])
+            for row in await self._db.fetch_all("SELECT series_id, since FROM ts_heads")
+        }
+        await self._replay_log(since)
+        await self._adopt_unsealed_chunks()
+        self._due = {series_id for series_id, head in self._heads.items() if len(head) >= self.chunk_samples}
+
+    async def _replay_log(self, since: dict[int, int]) -> None:
+        """Rebuild the heads: each series' samples in the log rows from its ``since`` on."""
+        row = await self._db.fetch_one("SELECT seq FROM sqlite_sequence WHERE name = 'ts_log'")
+        self._last_log_id = int(row["seq"]) if row else 0
+        after = 0
+        while rows := await self._db.fetch_all(
+            "SELECT id, data FROM ts_log WHERE id > ? ORDER BY id LIMIT ?", (after, LOG_PAGE)
+        ):
+            for row in rows:
+                after = int(row["id"])
+                series_ids, timestamps, values = decode_log_row(row["data"])
+                self._log.append((after, len(series_ids)))
+                self._log_samples += len(series_ids)
+                for series_id, stamp, value in zip(series_ids, timestamps, values, strict=True):
+                    if after >= since.get(series_id, 0):
+                        head = self._head(series_id, after)
+                        head.timestamps.append(stamp)
+                        head.values.append(value)
+        self.head_samples = sum(len(head) for head in self._heads.values())
+
+    async def _adopt_unsealed_chunks(self) -> None:
+        """Move small chunks an earlier version left unsealed (``sealed = 0``) into the heads and the log."""
+        rows = await self._db.fetch_all("SELECT rowid, series_id, data FROM ts_chunks WHERE sealed = 0")
+        if not rows:
+            return
+        column = _Columns()
+        for row in rows:
+            column.add(int(row["series_id"]), *decode_chunk(row["data"]))
+        async with self._db.transaction() as connection:
+            row_id = await self._log_row(connection, column)
+            await connection.executemany(
+                "DELETE FROM ts_chunks WHERE rowid = ?", [(row["rowid"],) for row in rows]
+            )
+        self._logged(row_id, len(column.series_ids))
+        for series_id, stamp, value in zip(column.series_ids, column.timestamps, column.values, strict=True):
+            head = self._head(series_id, row_id)
+            head.timestamps.append(stamp)
+            head.values.append(value)
+        self.head_samples += len(column.series_ids)
+        self.bytes_on_disk -= sum(len(row["data"]) for row in rows)
+
+    def _head(self, series_id: int, row_id: int) -> Head:
+        head = self._heads.get(series_id)
+        if head is None:
+            head = self._heads[series_id] = Head(since=row_id)
+        return head
+
+    @staticmethod
+    async def _log_row(connection: Any, columns: _Columns) -> int:
+        data = encode_log_row(columns.series_ids, columns.timestamps, columns.values)
+        cursor = await connection.execute("INSERT INTO ts_log (data) VALUES (?)", (data,))
+        row_id: int = cursor.lastrowid
+        return row_id
+
+    def _logged(self, row_id: int, samples: int) -> None:
+        self._log.append((row_id, samples))
+        self._log_samples += samples
+        self._last_log_id = row_id
 
     # --- data configs -----------------------------------------------------------------------
 
@@ -91,81 +195,145 @@ class TimeseriesStore:
 
     # --- writing ----------------------------------------------------------------------------
 
-    async def write(self, batch: dict[SeriesKey, tuple[list[int], list[float]]]) -> int:
-        """Store one flush's samples (one small chunk per series) in one transaction; return the count."""
-        if not batch:
+    async def write(self, batch: Batch) -> int:
+        """Store one flush's points: one log row, and the heads in memory; return the count."""
+        if not batch.keys:
             return 0
-        ids = await self._series_ids(batch.keys())
-        rows = []
-        written = 0
-        for key, (arrived, arrived_values) in batch.items():
-            order = sorted(range(len(arrived)), key=arrived.__getitem__)  # stable: ties keep arrival order
-            timestamps = [arrived[i] for i in order]
-            values = [arrived_values[i] for i in order]
-            data = encode_chunk(timestamps, values)
-            rows.append((ids[key], timestamps[0], timestamps[-1], len(timestamps), data))
-            written += len(timestamps)
-        async with self._db.transaction() as connection:
-            await connection.executemany(
-                "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, sealed, data) "
-                "VALUES (?, ?, ?, ?, 0, ?)",
-                rows,
-            )
-        for series_id, _, _, samples, data in rows:
-            self.bytes_on_disk += len(data)
-            self._unsealed[series_id] = self._unsealed.get(series_id, 0) + samples
-        return written
+        async with self._lock:
+            try:
+                series_ids = list(map(self._ids.__getitem__, batch.keys))
+            except KeyError:  # a series seen for the first time
+                await self._create_series(set(batch.keys))
+                series_ids = list(map(self._ids.__getitem__, batch.keys))
+            data = encode_log_row(series_ids, batch.timestamps, batch.values)
+            row_id = await self._db.execute("INSERT INTO ts_log (data) VALUES (?)", (data,))
+            self._logged(row_id, len(series_ids))
+            heads, full, due = self._heads, self.chunk_samples, self._due
+            for series_id, stamp, value in zip(series_ids, batch.timestamps, batch.values, strict=True):
+                head = heads.get(series_id)
+                if head is None:
+                    head = heads[series_id] = Head(since=row_id)
+                head.timestamps.append(stamp)
+                head.values.append(value)
+                if len(head.timestamps) >= full:
+                    due.add(series_id)
+            self.head_samples += len(series_ids)
+        return len(series_ids)
 
     def due_for_sealing(self) -> list[int]:
-        return [series for series, samples in self._unsealed.items() if samples >= self.chunk_samples]
+        """Series whose head is full, the fullest first."""
+        return sorted(self._due, key=lambda series_id: -len(self._heads[series_id]))
 
-    async def seal(self, series_id: int) -> None:
-        """Merge a series' small chunks, in time order, into sealed chunks of ``chunk_samples``."""
-        rows = await self._db.fetch_all(
-            "SELECT rowid, data FROM ts_chunks WHERE series_id = ? AND sealed = 0", (series_id,)
-        )
-        merged = _merge([decode_chunk(row["data"]) for row in rows])
-        timestamps, values = merged.timestamps, merged.values
-        sealed, tail = [], len(timestamps)
-        for start, end, complete in _pieces(timestamps, self.chunk_samples):
-            if not complete:
-                tail = start  # merged with the samples still to come
-                break
-            chunk = encode_chunk(timestamps[start:end], values[start:end])
-            sealed.append((series_id, timestamps[start], timestamps[end - 1], end - start, 1, chunk))
-        if tail < len(timestamps):
-            chunk = encode_chunk(timestamps[tail:], values[tail:])
-            sealed.append((series_id, timestamps[tail], timestamps[-1], len(timestamps) - tail, 0, chunk))
-        async with self._db.transaction() as connection:
-            await connection.executemany(
-                "DELETE FROM ts_chunks WHERE rowid = ?", [(row["rowid"],) for row in rows]
-            )
-            await connection.executemany(
-                "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, sealed, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                sealed,
-            )
-        self.bytes_on_disk += sum(len(row[5]) for row in sealed) - sum(len(row["data"]) for row in rows)
-        self._unsealed[series_id] = len(timestamps) - tail
-
-    async def _series_ids(self, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
-        missing = [key for key in keys if key not in self._ids]
-        if missing:
-            params = [(metric, labels_text(labels)) for metric, labels in missing]
+    async def seal(self, series_ids: Iterable[int]) -> None:
+        """Cut the heads of ``series_ids`` into sealed chunks of ``chunk_samples``, in one transaction."""
+        async with self._lock:
+            chunks = []
+            kept = _Columns()
+            remaining: dict[int, tuple[list[int], list[float]]] = {}
+            for series_id in series_ids:
+                head = self._heads.get(series_id)
+                if not head:
+                    continue
+                timestamps, values = head.in_order()
+                tail = len(timestamps)
+                for start, end, complete in _pieces(timestamps, self.chunk_samples):
+                    if not complete:
+                        tail = start  # stays in the head, with the samples still to come
+                        break
+                    data = encode_chunk(timestamps[start:end], values[start:end])
+                    chunks.append((series_id, timestamps[start], timestamps[end - 1], end - start, data))
+                remaining[series_id] = timestamps[tail:], values[tail:]
+                kept.add(series_id, *remaining[series_id])
+            if not remaining:
+                return
             async with self._db.transaction() as connection:
                 await connection.executemany(
-                    "INSERT OR IGNORE INTO ts_series (metric, labels) VALUES (?, ?)", params
+                    "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, sealed, data) "
+                    "VALUES (?, ?, ?, ?, 1, ?)",
+                    chunks,
                 )
-            for key, (metric, text) in zip(missing, params, strict=True):
-                row = await self._db.fetch_one(
-                    "SELECT id FROM ts_series WHERE metric = ? AND labels = ?", (metric, text)
-                )
-                assert row is not None
-                self._ids[key] = int(row["id"])
-        return self._ids
+                # What stays is logged again, so that no row before ``since`` holds anything of these
+                # heads any more (log ids only grow).
+                since = await self._log_row(connection, kept) if kept.series_ids else self._last_log_id + 1
+                await connection.executemany(_SET_SINCE, [(series_id, since) for series_id in remaining])
+            if kept.series_ids:
+                self._logged(since, len(kept.series_ids))
+            for series_id, (timestamps, values) in remaining.items():
+                head = self._heads[series_id]
+                self.head_samples += len(timestamps) - len(head)
+                if timestamps:
+                    head.replace(timestamps, values, since)
+                else:
+                    del self._heads[series_id]  # its next sample starts a head at its own log row
+                if len(timestamps) < self.chunk_samples:
+                    self._due.discard(series_id)
+            self.bytes_on_disk += sum(len(chunk[4]) for chunk in chunks)
+
+    async def maintain(self, *, force: bool = False) -> None:
+        """Delete the log rows no head needs; relog slow heads that keep old rows (at most once a second)."""
+        now = time.monotonic()
+        if not force and now - self._maintained < MAINTAIN_INTERVAL:
+            return
+        self._maintained = now
+        if self._log_samples > 4 * self.head_samples + 16 * self.chunk_samples:
+            await self._relog_oldest()
+        async with self._lock:
+            needed = min((head.since for head in self._heads.values() if head), default=self._last_log_id + 1)
+            if self._log and self._log[0][0] < needed:
+                await self._db.execute("DELETE FROM ts_log WHERE id < ?", (needed,))
+                while self._log and self._log[0][0] < needed:
+                    self._log_samples -= self._log.popleft()[1]
+
+    async def _relog_oldest(self) -> None:
+        """Write again the heads that keep the oldest log rows, about ``RELOG_SAMPLES`` samples a call.
+
+        Slow series fill their heads over hours while fast ones seal every few minutes; without
+        this the log would keep every sample of those hours. When every series is as fast as the
+        others the log holds about twice the heads, under the threshold of ``maintain``.
+        """
+        async with self._lock:
+            pinning = sorted((head.since, series_id) for series_id, head in self._heads.items() if head)
+            columns = _Columns()
+            chosen = []
+            for _, series_id in pinning:
+                if len(columns.series_ids) >= RELOG_SAMPLES:
+                    break
+                head = self._heads[series_id]
+                columns.add(series_id, head.timestamps, head.values)
+                chosen.append(series_id)
+            if not chosen:
+                return
+            async with self._db.transaction() as connection:
+                row_id = await self._log_row(connection, columns)
+                await connection.executemany(_SET_SINCE, [(series_id, row_id) for series_id in chosen])
+            self._logged(row_id, len(columns.series_ids))
+            for series_id in chosen:
+                self._heads[series_id].since = row_id
+
+    async def _create_series(self, keys: set[SeriesKey]) -> None:
+        """Give ids to series seen for the first time: a few statements, not one per series."""
+        missing = {
+            (metric, labels_text(labels)): (metric, labels) for metric, labels in keys - self._ids.keys()
+        }
+        pairs = list(missing)
+        async with self._db.transaction() as connection:
+            await connection.executemany(
+                "INSERT OR IGNORE INTO ts_series (metric, labels) VALUES (?, ?)", pairs
+            )
+        for start in range(0, len(pairs), SERIES_PER_QUERY):
+            part = pairs[start : start + SERIES_PER_QUERY]
+            rows = await self._db.fetch_all(
+                "SELECT id, metric, labels FROM ts_series WHERE (metric, labels) IN "  # noqa: S608
+                f"(VALUES {', '.join(['(?, ?)'] * len(part))})",
+                [item for pair in part for item in pair],
+            )
+            for row in rows:
+                self._ids[missing[row["metric"], row["labels"]]] = int(row["id"])
+                self._metrics[int(row["id"])] = row["metric"]
 
     async def drop_before(self, metric: str | None, cutoff_ms: int, *, keep: Sequence[str] = ()) -> int:
-        """Delete chunks entirely older than ``cutoff_ms``: of ``metric``, or of metrics not in ``keep``."""
+        """Delete chunks entirely older than ``cutoff_ms``, and older head samples: of ``metric``, or
+        of metrics not in ``keep``. Return the number of chunks and head samples deleted."""
         if metric is not None:
             which, params = "metric = ?", [metric]
         else:
@@ -173,12 +341,23 @@ class TimeseriesStore:
         # Only placeholders are formatted into the statement; every value is a parameter.
         condition = f"end_ms < ? AND series_id IN (SELECT id FROM ts_series WHERE {which})"  # noqa: S608
         totals = "SELECT COUNT(*) AS chunks, COALESCE(SUM(LENGTH(data)), 0) AS size FROM ts_chunks"
-        row = await self._db.fetch_one(f"{totals} WHERE {condition}", (cutoff_ms, *params))
-        if not row or not row["chunks"]:
-            return 0
-        await self._db.execute(f"DELETE FROM ts_chunks WHERE {condition}", (cutoff_ms, *params))  # noqa: S608
-        self.bytes_on_disk -= int(row["size"])
-        return int(row["chunks"])
+        async with self._lock:
+            row = await self._db.fetch_one(f"{totals} WHERE {condition}", (cutoff_ms, *params))
+            chunks = int(row["chunks"]) if row else 0
+            if chunks:
+                await self._db.execute(f"DELETE FROM ts_chunks WHERE {condition}", (cutoff_ms, *params))  # noqa: S608
+                self.bytes_on_disk -= int(row["size"]) if row else 0
+            # The log keeps these samples until the heads move on; a restart brings them back
+            # into the heads until the retention pass that runs at start.
+            samples = 0
+            for series_id, head in self._heads.items():
+                name = self._metrics.get(series_id)
+                if (name == metric if metric is not None else name not in keep) and len(head):
+                    samples += _drop_head_before(head, cutoff_ms)
+                    if len(head) < self.chunk_samples:
+                        self._due.discard(series_id)
+            self.head_samples -= samples
+        return chunks + samples
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -205,38 +384,84 @@ class TimeseriesStore:
 
     async def samples(self, series_id: int, start_ms: int, end_ms: int) -> Samples:
         """The series' samples with ``start_ms <= timestamp < end_ms``, in time order."""
-        rows = await self._db.fetch_all(
-            "SELECT data FROM ts_chunks WHERE series_id = ? AND end_ms >= ? AND start_ms < ? "
-            "ORDER BY start_ms",
-            (series_id, start_ms, end_ms),
-        )
-        merged = _merge([decode_chunk(row["data"]) for row in rows])
+        async with self._lock:
+            rows = await self._db.fetch_all(
+                "SELECT data FROM ts_chunks WHERE series_id = ? AND end_ms >= ? AND start_ms < ? "
+                "ORDER BY start_ms, rowid",
+                (series_id, start_ms, end_ms),
+            )
+            head = self._head_between(series_id, start_ms, end_ms)
+        chunks = [decode_chunk(row["data"]) for row in rows]
+        if head[0]:
+            chunks.append(head)
+        merged = _merge(chunks)
         timestamps = merged.timestamps
         # Sorted: the range is two binary searches, then slices.
         low = bisect_left(timestamps, start_ms)
         high = bisect_left(timestamps, end_ms)
         return Samples(timestamps[low:high], merged.values[low:high])
 
+    def _head_between(self, series_id: int, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
+        head = self._heads.get(series_id)
+        if not head:
+            return [], []
+        timestamps, values = head.in_order()
+        low = bisect_left(timestamps, start_ms)
+        high = bisect_left(timestamps, end_ms)
+        return timestamps[low:high], values[low:high]
+
     async def last(self, series_id: int) -> tuple[int, float] | None:
         row = await self._db.fetch_one(
             "SELECT MAX(end_ms) AS newest FROM ts_chunks WHERE series_id = ?", (series_id,)
         )
-        if row is None or row["newest"] is None:
+        newest = row["newest"] if row else None
+        head = self._heads.get(series_id)
+        if head:
+            newest = max(head.timestamps) if newest is None else max(newest, *head.timestamps)
+        if newest is None:
             return None
-        newest = int(row["newest"])
         found = await self.samples(series_id, newest, newest + 1)
         return found.timestamps[-1], found.values[-1]
 
     async def span(self, series_id: int) -> tuple[int, int, int] | None:
         """(first timestamp, last timestamp, sample count) of a series, or None if it has none."""
-        row = await self._db.fetch_one(
-            "SELECT MIN(start_ms) AS first, MAX(end_ms) AS last, SUM(samples) AS samples "
-            "FROM ts_chunks WHERE series_id = ?",
-            (series_id,),
-        )
-        if row is None or row["samples"] is None:
+        async with self._lock:
+            row = await self._db.fetch_one(
+                "SELECT MIN(start_ms) AS first, MAX(end_ms) AS last, SUM(samples) AS samples "
+                "FROM ts_chunks WHERE series_id = ?",
+                (series_id,),
+            )
+            head = self._heads.get(series_id)
+            spans = (
+                [(int(row["first"]), int(row["last"]), int(row["samples"]))] if row and row["samples"] else []
+            )
+            if head:
+                spans.append((min(head.timestamps), max(head.timestamps), len(head)))
+        if not spans:
             return None
-        return int(row["first"]), int(row["last"]), int(row["samples"])
+        return min(s[0] for s in spans), max(s[1] for s in spans), sum(s[2] for s in spans)
+
+
+@dataclass(slots=True)
+class _Columns:
+    """Samples of several series for a log row, in arrays (16 bytes a sample, as in the heads)."""
+
+    series_ids: array[int] = field(default_factory=lambda: array("q"))
+    timestamps: array[int] = field(default_factory=lambda: array("q"))
+    values: array[float] = field(default_factory=lambda: array("d"))
+
+    def add(self, series_id: int, timestamps: Sequence[int], values: Sequence[float]) -> None:
+        self.series_ids.extend(repeat(series_id, len(timestamps)))
+        self.timestamps.extend(timestamps)
+        self.values.extend(values)
+
+
+def _drop_head_before(head: Head, cutoff_ms: int) -> int:
+    kept = [(t, v) for t, v in zip(head.timestamps, head.values, strict=True) if t >= cutoff_ms]
+    dropped = len(head) - len(kept)
+    if dropped:
+        head.replace([t for t, _ in kept], [v for _, v in kept], head.since)
+    return dropped
 
 
 def _pieces(timestamps: list[int], size: int) -> list[tuple[int, int, bool]]:

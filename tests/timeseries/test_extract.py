@@ -444,3 +444,29 @@ def test_mixed_pointer_and_whole_payload_fields() -> None:
     assert failures == []
     points, failures = ex.extract(TOPIC, b'"3.5 V"', NOW)
     assert [(p.metric, p.value) for p in points] == [("a", 3.5), ("b", 3.5)]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b'{"a": 1.5, "b": "x", "ts": 1699999999000}', b'{"a": 1.5, "b": 2}', b"not json", b'{"b": 3}'],
+)
+def test_read_is_extract_unwrapped(payload: bytes) -> None:
+    ex = extractor(
+        [{"metric": "a", "pointer": "/a"}, {"metric": "b", "pointer": "/b"}],
+        timestamp={"pointer": "/ts", "unit": "ms"},
+    )
+    keys, values, when, failures = ex.read(TOPIC, payload, NOW)
+    points, extract_failures = ex.extract(TOPIC, payload, NOW)
+    assert [
+        Point(metric, labels, when, value) for (metric, labels), value in zip(keys, values, strict=True)
+    ] == points
+    assert failures == extract_failures
+
+
+def test_read_gives_the_same_series_key_objects_for_a_topic() -> None:
+    ex = extractor([{"metric": "a", "pointer": "/a"}, {"metric": "b", "pointer": "/b"}])
+    first, _, _, _ = ex.read(TOPIC, b'{"a": 1, "b": 2}', NOW)
+    again, _, _, _ = ex.read(TOPIC, b'{"a": 3, "b": 4}', NOW + 1)
+    assert first == [("a", (("device", "d1"), ("sensor", "s1"))), ("b", (("device", "d1"), ("sensor", "s1")))]
+    assert all(key is same for key, same in zip(first, again, strict=True))
+    assert ex.read("other/topic", b"{}", NOW) == ([], [], NOW, ["topic_mismatch"])

@@ -115,7 +115,7 @@ async def test_receive_time_is_used_without_a_payload_timestamp(opened: tuple[Da
     assert value == 1.0
 
 
-async def test_small_chunks_are_sealed_in_time_order_and_late_samples_are_kept(
+async def test_heads_are_sealed_in_time_order_and_late_samples_are_kept(
     opened: tuple[Database, Recorder],
 ) -> None:
     database, recorder = opened
@@ -131,10 +131,10 @@ async def test_small_chunks_are_sealed_in_time_order_and_late_samples_are_kept(
         await recorder.flush()
     assert await all_samples(recorder) == sorted(expected)
     chunks = await database.fetch_all("SELECT samples, sealed, LENGTH(data) AS size FROM ts_chunks")
-    sealed = [chunk["samples"] for chunk in chunks if chunk["sealed"]]
-    assert sealed
-    assert all(samples == 16 for samples in sealed)
-    assert sum(chunk["samples"] for chunk in chunks) == 70
+    assert chunks
+    assert all(chunk["sealed"] and chunk["samples"] == 16 for chunk in chunks)
+    # The rest waits in the series' head (and the log) for more samples.
+    assert sum(chunk["samples"] for chunk in chunks) + recorder.store.head_samples == 70
     assert recorder.bytes_on_disk == sum(chunk["size"] for chunk in chunks)
 
 
@@ -304,3 +304,33 @@ async def test_a_failed_write_is_counted_and_the_recorder_goes_on(
     recorder.on_message(message("devices/d/sensors/s", reading(2.0, NOW + 1)))
     assert await recorder.flush() == 1
     assert await all_samples(recorder) == [(NOW + 1, 2.0)]
+
+
+async def test_a_backlog_is_written_in_batches_and_the_event_loop_runs_between_them(
+    opened: tuple[Database, Recorder],
+) -> None:
+    _, recorder = opened
+    await recorder.add_config(config())
+    for offset in range(5000):
+        recorder.on_message(message("devices/d/sensors/s", reading(float(offset), NOW + offset)))
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        await recorder.flush()  # the flush task, woken by the backlog, takes its share too
+        for _ in range(100):
+            if recorder.points == 5000:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        counter.cancel()
+    assert recorder.points == 5000
+    assert recorder.flush_seconds.count == 5  # batches of about flush_points (1,000)
+    assert turns >= 5  # the device path had its turns meanwhile
+    assert len(await all_samples(recorder)) == 5000

@@ -1,0 +1,167 @@
+"""The store against a real SQLite file: heads and their log across restarts, sealing, aggregates."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mqttproxy.storage import Database
+from mqttproxy.timeseries.codec import encode_chunk
+from mqttproxy.timeseries.store import Batch, SeriesKey, TimeseriesStore
+
+T0 = 1_700_006_400_000 // 86_400_000 * 86_400_000  # a UTC midnight
+FAST: SeriesKey = ("temperature", (("device", "fast"),))
+SLOW: SeriesKey = ("temperature", (("device", "slow"),))
+
+
+async def open_store(path: Path, chunk_samples: int = 64) -> tuple[Database, TimeseriesStore]:
+    database = Database(path)
+    await database.open()
+    store = TimeseriesStore(database, chunk_samples=chunk_samples)
+    await store.open()
+    return database, store
+
+
+@pytest.fixture
+async def opened(tmp_path: Path) -> AsyncIterator[tuple[Database, TimeseriesStore]]:
+    database, store = await open_store(tmp_path / "mqttproxy.db")
+    try:
+        yield database, store
+    finally:
+        await database.close()
+
+
+async def flush(store: TimeseriesStore, points: list[tuple[SeriesKey, int, float]]) -> None:
+    """What the recorder does per batch: write, seal what is full, trim the log."""
+    await store.write(Batch([k for k, _, _ in points], [t for _, t, _ in points], [v for _, _, v in points]))
+    await store.seal(store.due_for_sealing())
+    await store.maintain(force=True)
+
+
+async def everything(store: TimeseriesStore, key: SeriesKey) -> list[tuple[int, float]]:
+    (series,) = await store.series(labels=dict(key[1]))
+    found = await store.samples(series.id, -(2**62), 2**62)
+    return list(zip(found.timestamps, found.values, strict=True))
+
+
+async def count(database: Database, table: str) -> int:
+    row = await database.fetch_one(f"SELECT COUNT(*) AS n FROM {table}")  # noqa: S608 - a test's own table name
+    assert row is not None
+    return int(row["n"])
+
+
+async def test_a_restart_rebuilds_the_heads_from_the_log(tmp_path: Path) -> None:
+    path = tmp_path / "mqttproxy.db"
+    database, store = await open_store(path)
+    written: dict[SeriesKey, list[tuple[int, float]]] = {FAST: [], SLOW: []}
+    rng = random.Random(3)
+    for flush_number in range(40):
+        points = []
+        for i in range(10):
+            timestamp = T0 + flush_number * 10_000 + i * 1000 + rng.randint(-3000, 3000)  # some late
+            points.append((FAST, timestamp, round(rng.uniform(0, 40), 2)))
+        if flush_number % 7 == 0:
+            points.append((SLOW, T0 + flush_number * 10_000, float(flush_number)))
+        await flush(store, points)
+        for key, timestamp, value in points:
+            written[key].append((timestamp, value))
+    try:
+        row = await database.fetch_one("SELECT COUNT(*) AS chunks, SUM(samples) AS sealed FROM ts_chunks")
+        assert row is not None
+        assert row["chunks"] >= 6
+        assert row["sealed"] + store.head_samples == 406
+        heads = store.head_samples
+        before = {key: await everything(store, key) for key in written}
+    finally:
+        await database.close()
+
+    database, store = await open_store(path)
+    try:
+        for key, samples in written.items():
+            # Time order, ties in arrival order: what sorted() gives a list in arrival order.
+            assert await everything(store, key) == sorted(samples, key=lambda sample: sample[0])
+            assert await everything(store, key) == before[key]
+        assert store.head_samples == heads
+        await flush(store, [(FAST, T0 + 500_000, 1.0)])
+        assert (await everything(store, FAST))[-1] == (T0 + 500_000, 1.0)
+    finally:
+        await database.close()
+
+
+async def test_log_rows_go_once_no_head_needs_them(opened: tuple[Database, TimeseriesStore]) -> None:
+    database, store = opened
+    for flush_number in range(64):
+        await flush(store, [(FAST, T0 + flush_number, 1.0)])
+    # The 64th sample filled the head: sealed, nothing left in memory, nothing needed in the log.
+    assert store.head_samples == 0
+    assert await count(database, "ts_log") == 0
+    assert len(await everything(store, FAST)) == 64
+
+
+async def test_a_slow_series_does_not_keep_the_whole_log(tmp_path: Path) -> None:
+    path = tmp_path / "mqttproxy.db"
+    database, store = await open_store(path, chunk_samples=64)
+    for flush_number in range(3000):
+        points = [(FAST, T0 + flush_number * 100 + i, 1.0) for i in range(10)]
+        if flush_number % 100 == 0:
+            points.append((SLOW, T0 + flush_number * 100, 2.0))
+        await flush(store, points)
+    # 30,030 samples went through the log; the slow series' 30 were logged again as it went.
+    try:
+        assert await count(database, "ts_log") < 200
+    finally:
+        await database.close()
+    database, store = await open_store(path, chunk_samples=64)
+    try:
+        assert [value for _, value in await everything(store, SLOW)] == [2.0] * 30
+        assert len(await everything(store, FAST)) == 30_000
+    finally:
+        await database.close()
+
+
+async def test_unsealed_chunks_of_an_earlier_version_join_the_heads(tmp_path: Path) -> None:
+    path = tmp_path / "mqttproxy.db"
+    database, store = await open_store(path)
+    await flush(store, [(FAST, T0, 1.0)])
+    (series,) = await store.series()
+    await database.execute(
+        "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, sealed, data) "
+        "VALUES (?, ?, ?, ?, 0, ?)",
+        (series.id, T0 - 2, T0 - 1, 2, encode_chunk([T0 - 2, T0 - 1], [5.0, 6.0])),
+    )
+    await database.close()
+    database, store = await open_store(path)
+    try:
+        assert await everything(store, FAST) == [(T0 - 2, 5.0), (T0 - 1, 6.0), (T0, 1.0)]
+        assert await count(database, "ts_chunks") == 0
+        assert (store.head_samples, store.bytes_on_disk) == (3, 0)
+    finally:
+        await database.close()
+    database, store = await open_store(path)  # and they stay, from the log now
+    try:
+        assert await everything(store, FAST) == [(T0 - 2, 5.0), (T0 - 1, 6.0), (T0, 1.0)]
+    finally:
+        await database.close()
+
+
+async def test_many_new_series_in_one_batch(opened: tuple[Database, TimeseriesStore]) -> None:
+    _, store = opened
+    keys: list[SeriesKey] = [("m", (("device", f"d{i:04}"),)) for i in range(1500)]
+    await flush(store, [(key, T0, float(i)) for i, key in enumerate(keys)])
+    found = await store.series(limit=10_000)
+    assert len(found) == 1500
+    assert {series.labels["device"] for series in found} == {f"d{i:04}" for i in range(1500)}
+    await flush(store, [(keys[7], T0 + 1, 0.5)])
+    assert await everything(store, keys[7]) == [(T0, 7.0), (T0 + 1, 0.5)]
+
+
+async def test_retention_drops_old_samples_from_the_heads(opened: tuple[Database, TimeseriesStore]) -> None:
+    _, store = opened
+    await flush(store, [(FAST, T0 + i, float(i)) for i in range(10)])
+    assert await store.drop_before("temperature", T0 + 4) == 4
+    assert [timestamp for timestamp, _ in await everything(store, FAST)] == list(range(T0 + 4, T0 + 10))
+    assert store.head_samples == 6
+    assert await store.drop_before("humidity", T0 + 100) == 0
