@@ -25,7 +25,7 @@ from mqttproxy.metrics import LatencyHistogram
 from mqttproxy.storage import Database
 from mqttproxy.timeseries.extract import Extractor
 from mqttproxy.timeseries.models import DataConfig
-from mqttproxy.timeseries.query import aggregate, bucket_count
+from mqttproxy.timeseries.query import bucket_count
 from mqttproxy.timeseries.store import Batch, Samples, Series, TimeseriesStore
 
 logger = logging.getLogger(__name__)
@@ -345,14 +345,8 @@ class Recorder:
     async def aggregate(
         self, series_id: int, *, start_ms: int, end_ms: int, step_ms: int, functions: list[str]
     ) -> list[tuple[int, dict[str, float]]]:
-        found = await self.store.samples(series_id, start_ms, end_ms)
-        return aggregate(
-            found.timestamps,
-            found.values,
-            start_ms=start_ms,
-            end_ms=end_ms,
-            step_ms=step_ms,
-            functions=functions,
+        return await self.store.aggregate(
+            series_id, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, functions=functions
         )
 
     @staticmethod

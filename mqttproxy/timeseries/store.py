@@ -24,13 +24,14 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import pairwise, repeat
 from typing import Any
 
 from mqttproxy.storage import Database
-from mqttproxy.timeseries.codec import decode_chunk, encode_chunk
+from mqttproxy.timeseries.codec import ChunkReader, decode_chunk, encode_chunk
 from mqttproxy.timeseries.heads import Head, decode_log_row, encode_log_row
 from mqttproxy.timeseries.models import DataConfig
+from mqttproxy.timeseries.query import Bucket, aggregate, aggregate_chunks
 
 DAY_MS = 86_400_000
 LOG_PAGE = 64  # log rows read at a time when the heads are rebuilt
@@ -400,6 +401,37 @@ class TimeseriesStore:
         low = bisect_left(timestamps, start_ms)
         high = bisect_left(timestamps, end_ms)
         return Samples(timestamps[low:high], merged.values[low:high])
+
+    async def aggregate(
+        self, series_id: int, *, start_ms: int, end_ms: int, step_ms: int, functions: Sequence[str]
+    ) -> list[Bucket]:
+        """Bucketed aggregates of the series over [start_ms, end_ms) (see ``query.py``)."""
+        async with self._lock:
+            rows = await self._db.fetch_all(
+                "SELECT start_ms, end_ms, data FROM ts_chunks WHERE series_id = ? AND end_ms >= ? "
+                "AND start_ms < ? ORDER BY start_ms, rowid",
+                (series_id, start_ms, end_ms),
+            )
+            head = self._head_between(series_id, start_ms, end_ms)
+        chunks = [ChunkReader(row["data"]) for row in rows]
+        spans = [(row["start_ms"], row["end_ms"]) for row in rows]
+        if head[0]:
+            spans.append((head[0][0], head[0][-1]))
+        ordered = all(chunk.ordered for chunk in chunks)
+        if ordered and all(later[0] >= earlier[1] for earlier, later in pairwise(spans)):
+            return aggregate_chunks(
+                chunks, head, start_ms=start_ms, end_ms=end_ms, step_ms=step_ms, functions=functions
+            )
+        # Late samples: chunks overlap in time, so every sample is decoded and merged.
+        merged = _merge([*(chunk.decode() for chunk in chunks), head])
+        return aggregate(
+            merged.timestamps,
+            merged.values,
+            start_ms=start_ms,
+            end_ms=end_ms,
+            step_ms=step_ms,
+            functions=functions,
+        )
 
     def _head_between(self, series_id: int, start_ms: int, end_ms: int) -> tuple[list[int], list[float]]:
         head = self._heads.get(series_id)

@@ -10,6 +10,7 @@ import pytest
 
 from mqttproxy.storage import Database
 from mqttproxy.timeseries.codec import encode_chunk
+from mqttproxy.timeseries.query import AGGREGATES, aggregate
 from mqttproxy.timeseries.store import Batch, SeriesKey, TimeseriesStore
 
 T0 = 1_700_006_400_000 // 86_400_000 * 86_400_000  # a UTC midnight
@@ -165,3 +166,34 @@ async def test_retention_drops_old_samples_from_the_heads(opened: tuple[Database
     assert [timestamp for timestamp, _ in await everything(store, FAST)] == list(range(T0 + 4, T0 + 10))
     assert store.head_samples == 6
     assert await store.drop_before("humidity", T0 + 100) == 0
+
+
+@pytest.mark.parametrize("late", [False, True])
+@pytest.mark.parametrize("start", [T0, T0 + 12_345])
+async def test_aggregates_through_the_store_match_the_samples(
+    opened: tuple[Database, TimeseriesStore], late: bool, start: int
+) -> None:
+    _, store = opened
+    rng = random.Random(5)
+    for flush_number in range(50):
+        points = [(FAST, T0 + (flush_number * 20 + i) * 977, round(rng.gauss(20, 3), 2)) for i in range(20)]
+        if late and flush_number % 10 == 9:  # late samples: chunks that overlap earlier ones
+            points.append((FAST, T0 + rng.randrange(flush_number * 20 * 977), 99.5))
+        await flush(store, points)
+    (series,) = await store.series()
+    found = await store.samples(series.id, start, start + 900_000)
+    for step in (1000, 60_000, 7_777):
+        got = await store.aggregate(
+            series.id, start_ms=start, end_ms=start + 900_000, step_ms=step, functions=list(AGGREGATES)
+        )
+        expected = aggregate(
+            found.timestamps,
+            found.values,
+            start_ms=start,
+            end_ms=start + 900_000,
+            step_ms=step,
+            functions=list(AGGREGATES),
+        )
+        assert [at for at, _ in got] == [at for at, _ in expected]
+        for (_, values), (_, wanted) in zip(got, expected, strict=True):
+            assert values == pytest.approx(wanted, rel=1e-12)
