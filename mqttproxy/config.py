@@ -116,6 +116,9 @@ class TimeseriesConfig(_Section):
     max_queued_messages: int = Field(default=100_000, ge=1)
     # Samples per sealed chunk: larger compresses better, smaller reads less per query.
     chunk_samples: int = Field(default=2048, ge=16, le=65_536)
+    # Newest samples held in memory (16 bytes each) until sealed; past it the largest heads are
+    # sealed early, in smaller chunks. Raise it for many series to compress better.
+    max_head_samples: int = Field(default=2_000_000, ge=1024)
     # Seconds a payload timestamp may be ahead of the gateway's clock before it is refused.
     max_future: Seconds = 300.0
     # Days kept of series that no data config records any more.

@@ -54,6 +54,7 @@ class RecorderSettings:
     flush_points: int = 1000
     max_queued_messages: int = 100_000
     chunk_samples: int = 2048
+    max_head_samples: int = 2_000_000  # unsealed samples in memory, all series together
     max_future: float = 300.0  # seconds a payload timestamp may be ahead of the clock
     default_retention_days: float = 30.0  # for series no data config produces any more
     retention_interval: float = 3600.0  # seconds between retention passes
@@ -74,7 +75,11 @@ class ConfigStats:
 class Recorder:
     def __init__(self, database: Database, settings: RecorderSettings | None = None) -> None:
         self.settings = settings or RecorderSettings()
-        self.store = TimeseriesStore(database, chunk_samples=self.settings.chunk_samples)
+        self.store = TimeseriesStore(
+            database,
+            chunk_samples=self.settings.chunk_samples,
+            max_head_samples=self.settings.max_head_samples,
+        )
         self._configs: dict[str, DataConfig] = {}
         self._extractors: dict[str, Extractor] = {}
         self._fields: dict[str, int] = {}  # points a message of each config can give
@@ -185,6 +190,9 @@ class Recorder:
                 # A few seals a batch: heads filled together (a fleet started together) are sealed
                 # over many batches rather than in one long stall.
                 await self.store.seal(self.store.due_for_sealing()[:SEALS_PER_BATCH])
+                over = self.store.over_budget(SEALS_PER_BATCH * 32)
+                if over:
+                    await self.store.seal(over, whole=True)
             except Exception as exc:
                 lost = len(batch) - written
                 self.write_failures += 1

@@ -17,6 +17,7 @@ concurrent read could see half done; a lock keeps reads and seals apart.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import json
 import time
 from array import array
@@ -82,9 +83,12 @@ class Batch:
 
 
 class TimeseriesStore:
-    def __init__(self, database: Database, *, chunk_samples: int = 2048) -> None:
+    def __init__(
+        self, database: Database, *, chunk_samples: int = 2048, max_head_samples: int = 2_000_000
+    ) -> None:
         self._db = database
         self.chunk_samples = chunk_samples
+        self.max_head_samples = max_head_samples
         self._ids: dict[SeriesKey, int] = {}
         self._metrics: dict[int, str] = {}
         self._heads: dict[int, Head] = {}
@@ -225,8 +229,31 @@ class TimeseriesStore:
         """Series whose head is full, the fullest first."""
         return sorted(self._due, key=lambda series_id: -len(self._heads[series_id]))
 
-    async def seal(self, series_ids: Iterable[int]) -> None:
-        """Cut the heads of ``series_ids`` into sealed chunks of ``chunk_samples``, in one transaction."""
+    def over_budget(self, limit: int) -> list[int]:
+        """The largest heads (at most ``limit``) to seal whole to get under ``max_head_samples``.
+
+        Many series filling slowly would otherwise hold ``chunk_samples`` each in memory; sealed
+        early, their chunks are smaller and compress a little worse, but memory stays bounded.
+        Sealing goes on until a quarter of the budget is free, so that it is not due again at once.
+        """
+        excess = self.head_samples - self.max_head_samples * 3 // 4
+        if self.head_samples <= self.max_head_samples:
+            return []
+        chosen = []
+        for series_id in heapq.nlargest(
+            limit, self._heads, key=lambda series_id: len(self._heads[series_id])
+        ):
+            if excess <= 0:
+                break
+            chosen.append(series_id)
+            excess -= len(self._heads[series_id])
+        return chosen
+
+    async def seal(self, series_ids: Iterable[int], *, whole: bool = False) -> None:
+        """Cut the heads of ``series_ids`` into sealed chunks of ``chunk_samples``, in one transaction.
+
+        The newest day's incomplete piece stays in the head, unless ``whole`` seals it too.
+        """
         async with self._lock:
             chunks = []
             kept = _Columns()
@@ -238,7 +265,7 @@ class TimeseriesStore:
                 timestamps, values = head.in_order()
                 tail = len(timestamps)
                 for start, end, complete in _pieces(timestamps, self.chunk_samples):
-                    if not complete:
+                    if not complete and not whole:
                         tail = start  # stays in the head, with the samples still to come
                         break
                     data = encode_chunk(timestamps[start:end], values[start:end])

@@ -334,3 +334,20 @@ async def test_a_backlog_is_written_in_batches_and_the_event_loop_runs_between_t
     assert recorder.flush_seconds.count == 5  # batches of about flush_points (1,000)
     assert turns >= 5  # the device path had its turns meanwhile
     assert len(await all_samples(recorder)) == 5000
+
+
+async def test_the_recorder_keeps_unsealed_samples_within_its_budget(tmp_path: Path) -> None:
+    database, recorder = await open_recorder(tmp_path / "mqttproxy.db", max_head_samples=1024)
+    try:
+        await recorder.add_config(config())
+        for second in range(10):
+            for device in range(300):
+                recorder.on_message(message(f"devices/d{device}/sensors/s", reading(21.5, NOW + second)))
+            await recorder.flush()
+        assert recorder.points == 3000
+        assert recorder.store.head_samples <= 1024
+        (series,) = await recorder.series(metric="temperature", labels={"device": "d7"})
+        assert len((await recorder.samples(series.id, 0, 2**62)).timestamps) == 10
+    finally:
+        await recorder.stop()
+        await database.close()

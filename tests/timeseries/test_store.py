@@ -197,3 +197,36 @@ async def test_aggregates_through_the_store_match_the_samples(
         assert [at for at, _ in got] == [at for at, _ in expected]
         for (_, values), (_, wanted) in zip(got, expected, strict=True):
             assert values == pytest.approx(wanted, rel=1e-12)
+
+
+async def test_many_slow_series_stay_within_the_memory_budget(tmp_path: Path) -> None:
+    """200 series of a few samples each: past max_head_samples the largest heads are sealed early."""
+    path = tmp_path / "mqttproxy.db"
+    database = Database(path)
+    await database.open()
+    store = TimeseriesStore(database, chunk_samples=2048, max_head_samples=1024)
+    await store.open()
+    keys: list[SeriesKey] = [("temperature", (("device", f"d{index:03}"),)) for index in range(200)]
+    written: dict[SeriesKey, list[tuple[int, float]]] = {key: [] for key in keys}
+    rng = random.Random(3)
+    for minute in range(30):
+        points = []
+        for key in keys:
+            if rng.random() < 0.5:
+                sample = (T0 + minute * 60_000, round(rng.uniform(15, 25), 2))
+                written[key].append(sample)
+                points.append((key, *sample))
+        await store.write(
+            Batch([k for k, _, _ in points], [t for _, t, _ in points], [v for _, _, v in points])
+        )
+        assert store.due_for_sealing() == []  # no head is anywhere near full
+        await store.seal(store.over_budget(1000), whole=True)
+        assert store.head_samples <= 1024
+    for key in keys[:20]:
+        assert await everything(store, key) == written[key]
+    await database.close()
+
+    database, store = await open_store(path)  # what was sealed early is in chunks, the rest in the log
+    for key in keys:
+        assert await everything(store, key) == written[key]
+    await database.close()
