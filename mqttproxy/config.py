@@ -112,7 +112,7 @@ class TimeseriesConfig(_Section):
     flush_interval: Seconds = 1.0
     # ... or as soon as about this many points are waiting.
     flush_points: int = Field(default=1000, ge=1)
-    # Messages waiting to be recorded; beyond it the oldest are dropped and counted.
+    # Messages waiting to be recorded; beyond it new ones are dropped and counted.
     max_queued_messages: int = Field(default=100_000, ge=1)
     # Samples per sealed chunk: larger compresses better, smaller reads less per query.
     chunk_samples: int = Field(default=2048, ge=16, le=65_536)

@@ -142,13 +142,16 @@ class Recorder:
             return  # no data config matches (each has at least one field)
         queue = self._queue
         if len(queue) >= self._max_queued:
-            # Writing fell behind: lose the oldest, counted, rather than memory without bound.
-            queue.popleft()
+            # Writing fell behind: lose this message, counted, rather than memory without bound.
+            # Dropping the newest (as Mosquitto's max_queued_messages does) costs the device path
+            # nothing; dropping the oldest freed a long-queued, cache-cold message per message.
             self.dropped += 1
+            return
         queue.append(message)
-        self._waiting_points += route[1]
-        if self._waiting_points >= self._flush_points:
-            self._wake.set()
+        waiting = self._waiting_points
+        self._waiting_points = waiting + route[1]
+        if waiting < self._flush_points <= waiting + route[1]:
+            self._wake.set()  # once, when the batch fills up
 
     def _route(self, topic: str) -> Route:
         """The data configs matching ``topic`` and the points a message can give; cached per topic."""

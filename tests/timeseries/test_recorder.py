@@ -165,7 +165,7 @@ async def test_enough_queued_points_flush_without_waiting_for_the_interval(tmp_p
         await database.close()
 
 
-async def test_a_full_queue_drops_the_oldest_and_counts(tmp_path: Path) -> None:
+async def test_a_full_queue_drops_new_messages_and_counts(tmp_path: Path) -> None:
     database, recorder = await open_recorder(tmp_path / "db", max_queued_messages=5)
     try:
         await recorder.add_config(config())
@@ -173,7 +173,7 @@ async def test_a_full_queue_drops_the_oldest_and_counts(tmp_path: Path) -> None:
             recorder.on_message(message("devices/d/sensors/s", reading(float(offset), NOW + offset)))
         assert recorder.dropped == 3
         await recorder.flush()
-        assert [value for _, value in await all_samples(recorder)] == [3.0, 4.0, 5.0, 6.0, 7.0]
+        assert [value for _, value in await all_samples(recorder)] == [0.0, 1.0, 2.0, 3.0, 4.0]
     finally:
         await recorder.stop()
         await database.close()
