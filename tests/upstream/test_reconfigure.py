@@ -59,7 +59,15 @@ def take_until(subscriber: PahoClient, last: int) -> list[tuple[str, int]]:
     """(topic, sequence number) of each message up to the one numbered ``last``."""
     received: list[tuple[str, int]] = []
     while not received or received[-1][1] != last:
-        message = subscriber.get()
+        try:
+            message = subscriber.get()
+        except queue.Empty:
+            numbers = [seq for _, seq in received]
+            missing = sorted(set(range(last + 1)) - set(numbers))
+            raise AssertionError(
+                f"waited for {last}: got {len(received)} messages, the last {received[-3:]}, "
+                f"missing {len(missing)}: {missing[:10]}"
+            ) from None
         received.append((message.topic, int(message.payload)))
     return received
 
