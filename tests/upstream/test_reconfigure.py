@@ -40,10 +40,11 @@ class Publisher(threading.Thread):
         self.topic = topic
         self.sent = 0
         self._stopping = threading.Event()
+        self._last: paho.MQTTMessageInfo | None = None
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            info = self.client.client.publish(self.topic, str(self.sent), qos=1)
+            self._last = info = self.client.client.publish(self.topic, str(self.sent), qos=1)
             self.sent += 1
             if self.sent % 50 == 0:
                 info.wait_for_publish(TIMEOUT)
@@ -51,6 +52,9 @@ class Publisher(threading.Thread):
     def finish(self) -> int:
         self._stopping.set()
         self.join(TIMEOUT)
+        # paho holds back what is past its in-flight window; a DISCONNECT now would drop it.
+        if self._last is not None:
+            self._last.wait_for_publish(TIMEOUT)
         self.client.disconnect()
         return self.sent
 
