@@ -89,25 +89,19 @@ MIGRATIONS: list[tuple[str, str]] = [
             labels TEXT NOT NULL,
             UNIQUE (metric, labels)
         );
-        -- Samples of one series, compressed together (mqttproxy/timeseries/codec.py).
-        -- Each flush adds a small chunk; once enough have gathered they are merged
-        -- into one sealed chunk, which compresses far better.
+        -- Samples of one series, compressed together (mqttproxy/timeseries/codec.py),
+        -- cut from its head once full, never spanning a UTC day.
         CREATE TABLE ts_chunks (
             series_id INTEGER NOT NULL REFERENCES ts_series (id) ON DELETE CASCADE,
             start_ms INTEGER NOT NULL,
             end_ms INTEGER NOT NULL,
             samples INTEGER NOT NULL,
-            sealed INTEGER NOT NULL,
             data BLOB NOT NULL
         );
         CREATE INDEX ts_chunks_by_series_time ON ts_chunks (series_id, end_ms);
-        """,
-    ),
-    (
-        "timeseries: a log of the samples not yet in a sealed chunk",
-        """
-        -- Each flush of the recorder appends one row holding all its samples
-        -- (mqttproxy/timeseries/heads.py) instead of a small chunk per series.
+
+        -- Samples not yet in a chunk: each flush of the recorder appends one row
+        -- holding all its samples, whatever the number of series (timeseries/heads.py).
         -- AUTOINCREMENT: ids are never reused, ts_heads.since compares with them.
         CREATE TABLE ts_log (
             id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -7,7 +7,7 @@ gives back the very same timestamps and bit-identical values.
 
 Byte layout (integers little-endian)::
 
-    version   u8            FORMAT_VERSION (2); version 1 is still read, anything else is refused
+    version   u8            FORMAT_VERSION; anything else is refused, so the format can evolve
     zlib stream             the payload below, zlib-compressed (its adler32 catches corruption)
 
     payload:
@@ -20,7 +20,7 @@ Byte layout (integers little-endian)::
       value deltas          byte planes
       exception indices     m x u32, ascending
       exception values      m x int64, the doubles' bits
-      summary (version 2):
+      summary:
         block size  u16     B: the samples are cut in blocks of B; 0: no summary, nothing follows
         ordered     u8      1: the timestamps never decrease
         flags       u8 per block: 1: the block's min, max and sum below hold
@@ -101,8 +101,7 @@ __all__ = [
     "encode_chunk",
 ]
 
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 1
 MAX_SAMPLES = 1_000_000  # bounds what a lying header can make the decoder allocate
 MAX_DECIMALS = 9
 BLOCK_SAMPLES = 128  # samples per summarised block; at most 1,024 (sums of scaled decimals fit int64)
@@ -393,14 +392,11 @@ def _little_endian(items: array[int]) -> bytes:
 # Decoding
 
 
-def _inflate(data: bytes) -> tuple[int, bytes]:
+def _inflate(data: bytes) -> bytes:
     if not data:
         raise CodecError("empty chunk: no version byte")
-    if data[0] not in READABLE_VERSIONS:
-        raise CodecError(
-            f"chunk format version {data[0]} is unknown; this codec reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))}"
-        )
+    if data[0] != FORMAT_VERSION:
+        raise CodecError(f"chunk format version {data[0]} is unknown; this codec reads {FORMAT_VERSION}")
     inflater = zlib.decompressobj()
     try:
         payload = inflater.decompress(memoryview(data)[1:], _MAX_PAYLOAD + 1)
@@ -412,7 +408,7 @@ def _inflate(data: bytes) -> tuple[int, bytes]:
         raise CodecError("truncated chunk: the compressed payload ends early")
     if inflater.unused_data:
         raise CodecError(f"corrupt chunk: {len(inflater.unused_data)} bytes after the compressed payload")
-    return data[0], payload
+    return payload
 
 
 class ChunkReader:
@@ -447,9 +443,9 @@ class ChunkReader:
     )
 
     def __init__(self, data: bytes) -> None:
-        version, payload = _inflate(data)
+        payload = _inflate(data)
         try:
-            self._read(version, payload)
+            self._read(payload)
         except CodecError:
             raise
         except (
@@ -460,7 +456,7 @@ class ChunkReader:
         ) as exc:  # a last line: the checks missed one
             raise CodecError(f"corrupt chunk: {exc}") from None
 
-    def _read(self, version: int, payload: bytes) -> None:
+    def _read(self, payload: bytes) -> None:
         if len(payload) < _PAYLOAD_HEADER_SIZE:
             raise CodecError(f"corrupt chunk: payload of {len(payload)} bytes is shorter than its header")
         samples, kind, exception_count = _CHUNK_HEADER.unpack_from(payload)
@@ -472,17 +468,13 @@ class ChunkReader:
         value_end = stamp_end + deltas * value_header[2]
         index_end = value_end + 4 * exception_count
         samples_end = index_end + 8 * exception_count
-        block = ordered = 0
-        if version > 1:
-            if len(payload) < samples_end + _SUMMARY_HEADER.size:
-                raise CodecError(f"corrupt chunk: {len(payload)} payload bytes do not match its header")
-            block, ordered = _SUMMARY_HEADER.unpack_from(payload, samples_end)
+        if len(payload) < samples_end + _SUMMARY_HEADER.size:
+            raise CodecError(f"corrupt chunk: {len(payload)} payload bytes do not match its header")
+        block, ordered = _SUMMARY_HEADER.unpack_from(payload, samples_end)
         if (block and block < _MIN_BLOCK) or ordered > 1:
             raise CodecError(f"corrupt chunk: summary of blocks of {block}, order flag {ordered}")
         blocks = -(-samples // block) if block else 0
-        size = samples_end + (
-            _SUMMARY_HEADER.size + blocks * (1 + 8 * _SUMMARY_COLUMNS) if version > 1 else 0
-        )
+        size = samples_end + _SUMMARY_HEADER.size + blocks * (1 + 8 * _SUMMARY_COLUMNS)
         if len(payload) != size:
             raise CodecError(f"corrupt chunk: {len(payload)} payload bytes do not match its header")
         view = memoryview(payload)

@@ -114,7 +114,6 @@ class TimeseriesStore:
             for row in await self._db.fetch_all("SELECT series_id, since FROM ts_heads")
         }
         await self._replay_log(since)
-        await self._adopt_unsealed_chunks()
         self._due = {series_id for series_id, head in self._heads.items() if len(head) >= self.chunk_samples}
 
     async def _replay_log(self, since: dict[int, int]) -> None:
@@ -136,27 +135,6 @@ class TimeseriesStore:
                         head.timestamps.append(stamp)
                         head.values.append(value)
         self.head_samples = sum(len(head) for head in self._heads.values())
-
-    async def _adopt_unsealed_chunks(self) -> None:
-        """Move small chunks an earlier version left unsealed (``sealed = 0``) into the heads and the log."""
-        rows = await self._db.fetch_all("SELECT rowid, series_id, data FROM ts_chunks WHERE sealed = 0")
-        if not rows:
-            return
-        column = _Columns()
-        for row in rows:
-            column.add(int(row["series_id"]), *decode_chunk(row["data"]))
-        async with self._db.transaction() as connection:
-            row_id = await self._log_row(connection, column)
-            await connection.executemany(
-                "DELETE FROM ts_chunks WHERE rowid = ?", [(row["rowid"],) for row in rows]
-            )
-        self._logged(row_id, len(column.series_ids))
-        for series_id, stamp, value in zip(column.series_ids, column.timestamps, column.values, strict=True):
-            head = self._head(series_id, row_id)
-            head.timestamps.append(stamp)
-            head.values.append(value)
-        self.head_samples += len(column.series_ids)
-        self.bytes_on_disk -= sum(len(row["data"]) for row in rows)
 
     def _head(self, series_id: int, row_id: int) -> Head:
         head = self._heads.get(series_id)
@@ -276,8 +254,8 @@ class TimeseriesStore:
                 return
             async with self._db.transaction() as connection:
                 await connection.executemany(
-                    "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, sealed, data) "
-                    "VALUES (?, ?, ?, ?, 1, ?)",
+                    "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, data) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     chunks,
                 )
                 # What stays is logged again, so that no row before ``since`` holds anything of these

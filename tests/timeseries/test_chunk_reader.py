@@ -1,5 +1,4 @@
-"""The chunk summary (format 2): per-block summaries that hold, runs of blocks that decode on their own,
-and chunks of format 1 that still read."""
+"""The chunk summary: per-block summaries that hold, and runs of blocks that decode on their own."""
 
 from __future__ import annotations
 
@@ -128,20 +127,8 @@ def test_small_chunks_have_no_summary() -> None:
     assert reader.decode() == (stamps, values)
 
 
-def test_a_chunk_of_format_1_still_reads() -> None:
-    # Format 1 is format 2 without the summary section: a small chunk's payload minus its 3 bytes.
-    stamps, values = walk(100)
-    payload = zlib.decompress(encode_chunk(stamps, values)[1:])
-    assert payload[-3:] == b"\x00\x00\x00"
-    old = bytes([1]) + zlib.compress(payload[:-3])
-    assert decode_chunk(old) == (stamps, values)
-    assert not ChunkReader(old).ordered
-    with pytest.raises(CodecError, match="match"):
-        decode_chunk(bytes([1]) + zlib.compress(payload))  # format 1 has nothing after the exceptions
-
-
 def summary_of(stamps: list[int], values: list[float]) -> tuple[bytes, int]:
-    """A format 2 payload and the offset of its summary header."""
+    """A chunk's payload and the offset of its summary header."""
     payload = zlib.decompress(encode_chunk(stamps, values)[1:])
     blocks = -(-len(stamps) // BLOCK_SAMPLES)
     return payload, len(payload) - 3 - blocks * 57

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from mqttproxy.storage import Database
-from mqttproxy.timeseries.codec import encode_chunk
 from mqttproxy.timeseries.query import AGGREGATES, aggregate
 from mqttproxy.timeseries.store import Batch, SeriesKey, TimeseriesStore
 
@@ -119,31 +118,6 @@ async def test_a_slow_series_does_not_keep_the_whole_log(tmp_path: Path) -> None
     try:
         assert [value for _, value in await everything(store, SLOW)] == [2.0] * 30
         assert len(await everything(store, FAST)) == 30_000
-    finally:
-        await database.close()
-
-
-async def test_unsealed_chunks_of_an_earlier_version_join_the_heads(tmp_path: Path) -> None:
-    path = tmp_path / "mqttproxy.db"
-    database, store = await open_store(path)
-    await flush(store, [(FAST, T0, 1.0)])
-    (series,) = await store.series()
-    await database.execute(
-        "INSERT INTO ts_chunks (series_id, start_ms, end_ms, samples, sealed, data) "
-        "VALUES (?, ?, ?, ?, 0, ?)",
-        (series.id, T0 - 2, T0 - 1, 2, encode_chunk([T0 - 2, T0 - 1], [5.0, 6.0])),
-    )
-    await database.close()
-    database, store = await open_store(path)
-    try:
-        assert await everything(store, FAST) == [(T0 - 2, 5.0), (T0 - 1, 6.0), (T0, 1.0)]
-        assert await count(database, "ts_chunks") == 0
-        assert (store.head_samples, store.bytes_on_disk) == (3, 0)
-    finally:
-        await database.close()
-    database, store = await open_store(path)  # and they stay, from the log now
-    try:
-        assert await everything(store, FAST) == [(T0 - 2, 5.0), (T0 - 1, 6.0), (T0, 1.0)]
     finally:
         await database.close()
 
