@@ -963,7 +963,7 @@ async def _record_sensors(workdir: Path, devices: int, days: float) -> BytesResu
         seconds = time.perf_counter() - started
         rows = await database.fetch_all(
             "SELECT s.metric AS metric, SUM(c.samples) AS samples, SUM(LENGTH(c.data)) AS size "
-            "FROM ts_chunks c JOIN ts_series s ON s.id = c.series_id WHERE c.sealed = 1 GROUP BY s.metric"
+            "FROM ts_chunks c JOIN ts_series s ON s.id = c.series_id GROUP BY s.metric"
         )
         per_metric = {row["metric"]: (int(row["samples"]), int(row["size"])) for row in rows}
         total = devices * count * len(FIELDS)
