@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,6 +37,13 @@ class Database:
         # One writer at a time: a commit is connection-wide, so a statement run
         # during another task's transaction would commit (or lose) its work.
         self._writing = asyncio.Lock()
+        # Group commit: statements from ``execute`` share the next commit (one fsync) with the
+        # statements other tasks ran meanwhile. Numbered as run; ``_committed`` is the highest
+        # number known to be on disk (or to have failed with its commit).
+        self._executed = 0
+        self._committed = 0
+        self._commit_task: asyncio.Task[None] | None = None
+        self._failures: deque[tuple[int, int, Exception]] = deque(maxlen=16)  # (first, last, error)
 
     @property
     def is_open(self) -> bool:
@@ -63,6 +71,8 @@ class Database:
     async def close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
+            async with self._writing:
+                await self._commit_executed(connection)  # closing would roll back what waits for it
             await connection.close()
 
     async def _migrate(self) -> None:
@@ -83,14 +93,47 @@ class Database:
         return self._connection
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        """Run one statement and commit; return the last inserted row id (or the row count)."""
+        """Run one statement and commit; return the last inserted row id (or the row count).
+
+        Returns once the statement is committed. Concurrent callers share commits: with
+        ``synchronous=FULL`` a commit costs an fsync, and many devices updating their shadows at
+        once would otherwise wait on one fsync each, in turn.
+        """
         connection = self._require()
         async with self._writing:
             cursor = await connection.execute(sql, params)
-            await connection.commit()
+            self._executed += 1
+            number = self._executed
+        while self._committed < number:
+            task = self._commit_task
+            if task is None or task.done():
+                task = self._commit_task = asyncio.create_task(self._commit(), name="database-commit")
+            # Shielded: a caller that gives up must not cancel the commit of everyone else.
+            await asyncio.shield(task)
+        for first, last, error in self._failures:
+            if first <= number <= last:
+                raise StorageError(f"{self.path}: commit failed: {error}") from error
         if sql.lstrip().upper().startswith("INSERT"):
             return cursor.lastrowid or 0
         return cursor.rowcount
+
+    async def _commit(self) -> None:
+        async with self._writing:
+            await self._commit_executed(self._require())
+
+    async def _commit_executed(self, connection: aiosqlite.Connection) -> None:
+        """With the write lock held: commit what ``execute`` has run; a failure is kept for its callers."""
+        first, last = self._committed + 1, self._executed
+        if first > last:
+            return
+        try:
+            await connection.commit()
+        except (aiosqlite.Error, OSError) as exc:
+            # Those statements are lost and their callers told; the next ones start afresh.
+            await connection.rollback()
+            self._failures.append((first, last, exc))
+            logger.error("%s: commit of %d statements failed: %s", self.path, last - first + 1, exc)
+        self._committed = last
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[Row]:
         async with self._require().execute(sql, params) as cursor:
@@ -106,6 +149,8 @@ class Database:
         """Several statements that stand or fall together."""
         connection = self._require()
         async with self._writing:
+            # Statements of ``execute`` may wait in an implicit transaction, where BEGIN would fail.
+            await self._commit_executed(connection)
             await connection.execute("BEGIN")
             try:
                 yield connection

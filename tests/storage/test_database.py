@@ -236,3 +236,90 @@ async def test_a_closed_database_refuses_statements(tmp_path: Path) -> None:
     await database.close()
     with pytest.raises(StorageError, match="not open"):
         await database.execute("SELECT 1")
+
+
+# --- group commit ------------------------------------------------------------------------
+
+
+async def test_concurrent_statements_share_commits_and_each_is_on_disk_when_it_returns(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await db.execute("CREATE TABLE samples (k INTEGER PRIMARY KEY, v TEXT)")
+    connection = db._require()
+    commits = 0
+    real_commit = connection.commit
+
+    async def counting_commit() -> None:
+        nonlocal commits
+        commits += 1
+        await real_commit()
+
+    monkeypatch.setattr(connection, "commit", counting_commit)
+
+    async def insert(key: int) -> None:
+        await db.execute("INSERT INTO samples (k, v) VALUES (?, ?)", (key, f"v{key}"))
+        # Returned means committed: another connection, another process, sees it.
+        with sqlite3.connect(db.path) as other:
+            assert other.execute("SELECT v FROM samples WHERE k = ?", (key,)).fetchone() == (f"v{key}",)
+        other.close()
+
+    await asyncio.gather(*(insert(key) for key in range(200)))
+    assert 1 <= commits < 100  # shared, not one fsync per statement
+
+
+async def test_a_failing_statement_fails_alone(db: Database) -> None:
+    await db.execute("CREATE TABLE samples (k INTEGER PRIMARY KEY)")
+    results = await asyncio.gather(
+        *(db.execute("INSERT INTO samples (k) VALUES (?)", (key % 5,)) for key in range(10)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(result, sqlite3.IntegrityError) for result in results) == 5
+    rows = await db.fetch_all("SELECT k FROM samples ORDER BY k")
+    assert [row["k"] for row in rows] == [0, 1, 2, 3, 4]
+
+
+async def test_a_failed_commit_reaches_every_statement_it_held(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that refuses the commit (a fault SQLite cannot be made to produce on demand here)."""
+    await db.execute("CREATE TABLE samples (k INTEGER PRIMARY KEY)")
+    connection = db._require()
+    real_commit = connection.commit
+
+    async def failing_commit() -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(connection, "commit", failing_commit)
+    results = await asyncio.gather(
+        *(db.execute("INSERT INTO samples (k) VALUES (?)", (key,)) for key in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, StorageError) for result in results), results
+    monkeypatch.setattr(connection, "commit", real_commit)
+    await db.execute("INSERT INTO samples (k) VALUES (99)")  # later statements are not affected
+    rows = await db.fetch_all("SELECT k FROM samples")
+    assert [row["k"] for row in rows] == [99]
+
+
+async def test_a_transaction_after_pending_statements(db: Database) -> None:
+    await db.execute("CREATE TABLE samples (k INTEGER PRIMARY KEY)")
+    pending = asyncio.ensure_future(db.execute("INSERT INTO samples (k) VALUES (1)"))
+    await asyncio.sleep(0)
+    async with db.transaction() as connection:
+        await connection.execute("INSERT INTO samples (k) VALUES (2)")
+    assert await pending == 1
+    rows = await db.fetch_all("SELECT k FROM samples ORDER BY k")
+    assert [row["k"] for row in rows] == [1, 2]
+
+
+async def test_close_commits_what_waits(tmp_path: Path) -> None:
+    database = Database(tmp_path / "gateway.db")
+    await database.open()
+    await database.execute("CREATE TABLE samples (k INTEGER PRIMARY KEY)")
+    pending = asyncio.ensure_future(database.execute("INSERT INTO samples (k) VALUES (7)"))
+    await asyncio.sleep(0.05)
+    await database.close()
+    await asyncio.gather(pending, return_exceptions=True)
+    with sqlite3.connect(tmp_path / "gateway.db") as other:
+        assert other.execute("SELECT k FROM samples").fetchall() == [(7,)]
+    other.close()
