@@ -107,9 +107,16 @@ def _text(form: Mapping[str, Any], name: str) -> str:
 
 def _tenants_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
     tenants = sorted(_registry(request).tenants(), key=lambda tenant: tenant.id)
+    query = request.query.get("q", "").strip()
+    needle = query.casefold()
+    found = [
+        tenant for tenant in tenants if needle in tenant.id.casefold() or needle in tenant.name.casefold()
+    ]
     context: dict[str, object] = {
         "page": "tenants",
-        "tenants": tenants,
+        "tenants": found,
+        "total": len(tenants),
+        "q": query,
         "flash": _flash(request),
         "error": error,
     }

@@ -524,6 +524,27 @@ def test_delete_asks_first_and_disconnects(admin_client: WebClient, web_gateway:
 # --- the list: search, filters, paging, live -----------------------------------------------------
 
 
+def test_tenants_are_searched_by_id_or_name(admin_client: WebClient, web_gateway: ThreadedGateway) -> None:
+    add_tenant(web_gateway, "acme", name="Acme Corp")
+    add_tenant(web_gateway, "globex", name="Globex Plant 7")
+    add_tenant(web_gateway, "initech", name="Initech")
+
+    def shown(query: str) -> list[str]:
+        page = admin_client.get(f"/tenants?{query}")
+        assert page.status == 200
+        return [unescape(item) for item in re.findall(r'<tr data-tenant="([^"]+)"', page.text)]
+
+    assert shown("") == ["acme", "globex", "initech"]
+    assert shown("q=glob") == ["globex"]
+    assert shown("q=PLANT") == ["globex"]  # names too, any case
+    assert shown("q=c") == ["acme", "initech"]
+    assert shown("q=nothing") == []
+    page = admin_client.get("/tenants?q=nothing").text
+    assert "contains “nothing”" in page
+    assert 'value="nothing"' in page
+    assert '<span class="count">3</span>' in page  # the count is of every tenant
+
+
 def test_search_and_filters(admin_client: WebClient, web_gateway: ThreadedGateway) -> None:
     add_tenant(web_gateway, "acme")
     add_tenant(web_gateway, "globex")
