@@ -8,6 +8,7 @@
   port is ``web_port(gateway)``.
 - ``web_client``: a ``WebClient`` for ``web_gateway``, not logged in.
 - ``admin_client``: the same, logged in as ``admin``.
+- ``browser``: headless Chromium (Debian's, driven by Playwright), one per test module.
 
 ``WebClient`` is synchronous (urllib): the gateway runs its own loop in a thread, so the
 test's thread may block. It keeps cookies, never follows redirects (tests look at the
@@ -21,7 +22,7 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from email.message import Message
 from html import unescape
@@ -30,10 +31,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 from pydantic import SecretStr
 
 from mqttproxy.config import Config, WebConfig
-from tests.helpers import TIMEOUT, ThreadedGateway, make_config
+from tests.helpers import TIMEOUT, ThreadedGateway, make_config, require_binary
 
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -157,3 +159,24 @@ def admin_client(web_client: WebClient) -> WebClient:
     assert response.status == 303, response.text
     assert web_client.csrf_token
     return web_client
+
+
+# Flags a root, offline, headless Chromium needs: no sandbox as root, nothing phoning home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = require_binary("chromium")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -16,39 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect
 
 from mqttproxy.upstream.models import BrokerRecord
-from tests.helpers import ThreadedGateway, paho_client, require_binary
+from tests.helpers import ThreadedGateway, paho_client
 from tests.mosquitto import Mosquitto, free_port
 from tests.upstream.util import upstream_subscriber
 from tests.webapp.conftest import ADMIN_PASSWORD, web_port
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
 ROUTES = "out devices/+/telemetry -> site7/{1}/t qos=1\nin commands/# -> devices/{1}/cmd"
 LIVE = 10_000  # ms to wait for what the event stream (one event a second) shows
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = require_binary("chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class Tab:

@@ -11,23 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from mqttproxy.registry.models import AclRuleModel
-from tests.helpers import TIMEOUT, PahoClient, ThreadedGateway, paho_client, require_binary
+from tests.helpers import TIMEOUT, PahoClient, ThreadedGateway, paho_client
 from tests.registry.util import add_device, add_tenant
-from tests.webapp.test_browser import ARTIFACTS, CHROMIUM_ARGS, DESKTOP, LIVE, PHONE, Tab
+from tests.webapp.test_browser import ARTIFACTS, DESKTOP, LIVE, PHONE, Tab
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = require_binary("chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

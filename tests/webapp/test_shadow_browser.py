@@ -14,25 +14,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from mqttproxy.shadow import ShadowError, ShadowKey
-from tests.helpers import PahoClient, ThreadedGateway, paho_client, require_binary, wait_until
-from tests.webapp.test_browser import ARTIFACTS, CHROMIUM_ARGS, DESKTOP, LIVE, PHONE, Tab
+from tests.helpers import PahoClient, ThreadedGateway, paho_client, wait_until
+from tests.webapp.test_browser import ARTIFACTS, DESKTOP, LIVE, PHONE, Tab
 
 pytestmark = pytest.mark.timeout(120)
 
 DELTA = "$aws/things/lamp/shadow/update/delta"
 UPDATE = "$aws/things/lamp/shadow/update"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = require_binary("chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

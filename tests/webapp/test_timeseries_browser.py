@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from mqttproxy.config import TimeseriesConfig
 from mqttproxy.timeseries import Recorder
-from tests.helpers import ThreadedGateway, paho_client, require_binary, wait_until
+from tests.helpers import ThreadedGateway, paho_client, wait_until
 from tests.webapp.conftest import make_web_config
-from tests.webapp.test_browser import ARTIFACTS, CHROMIUM_ARGS, DESKTOP, LIVE, PHONE, Tab
+from tests.webapp.test_browser import ARTIFACTS, DESKTOP, LIVE, PHONE, Tab
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,15 +30,6 @@ TOPIC = "devices/d1/sensors/air"
 READINGS = 30  # one every 2 minutes, the newest now
 EVERY_MS = 120_000
 PAGES = ["/timeseries", "/timeseries/configs", "/timeseries/configs/new"]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = require_binary("chromium")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
