@@ -81,10 +81,18 @@ API token, timed from this script (JSON included).
 ``PUT /api/timeseries/configs/sensors``); ``--publishers`` publishers flood
 QoS 0 sensor messages (a pool of pre-encoded PUBLISHes over the same 1,000
 topics) keeping at most ``--bound`` (4,000) written and not yet received, and a
-local subscriber to ``devices/#`` counts deliveries, as in
-``broker_throughput.py``'s bounded scenario. ``--rounds`` (5) pairs of runs,
-alternating the order; reported per run and as the ratio of the means
-(recording on / off), with what the recorder stored and dropped meanwhile.
+subscriber to ``devices/#`` counts deliveries, as in ``broker_throughput.py``'s
+bounded scenario. ``--device-routes`` says where that subscriber is:
+
+- ``upstream`` (the issue's measure: upstream throughput): on a Mosquitto the
+  gateway forwards every message to (one broker record, route ``#`` out, as in
+  ``fanout_throughput.py``), on the load core;
+- ``local``: on the gateway itself. Local delivery costs the gateway less per
+  message than forwarding, so the flood saturates its core: the strictest case.
+
+``--rounds`` (5) pairs of runs per route, alternating the order; reported per
+run and as the ratio of the means (recording on / off), with what the recorder
+stored and dropped meanwhile.
 
 CPU over each window from /proc: the gateway process, both cores, and every
 other process on the machine (kernel threads aside). A run in which other
@@ -103,7 +111,7 @@ Run from the repository root::
     .venv/bin/python bench/timeseries_throughput.py --parts ingest --stores real --rates 100000 \\
         --py-spy /tmp/ingest.raw --py-spy-run real:100000               # profile one ingest run
     .venv/bin/python bench/timeseries_throughput.py --parts device --rounds 1 \
-        --py-spy /tmp/device.raw --py-spy-run device:on                 # profile a run with recording on
+        --py-spy /tmp/device.raw --py-spy-run device-local:on           # profile a run with recording on
 
 py-spy samples only the thread holding the GIL (``--gil``): the database
 thread waiting for work would otherwise count as busy.
@@ -125,6 +133,7 @@ import platform
 import random
 import re
 import shlex
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -149,6 +158,7 @@ from common import (
     BenchError,
     Child,
     Marks,
+    Mosquitto,
     Mqttproxy,
     Profiler,
     Schedule,
@@ -176,10 +186,14 @@ from mqttproxy.storage import Database
 from mqttproxy.timeseries import DataConfig, Recorder, RecorderSettings
 from mqttproxy.timeseries import codec as chunk_codec
 from mqttproxy.timeseries.store import Batch, SeriesKey, TimeseriesStore
+from mqttproxy.upstream.models import BrokerRecord
+from mqttproxy.upstream.store import BrokerStore
 
 TITLE = "# Timeseries recorder benchmark: ingest, bytes per sample, aggregate queries"
 PARTS = ("ingest", "bytes", "query", "device")
 STORES = ("real", "plain")
+DEVICE_ROUTES = ("upstream", "local")  # where the device part's subscriber counts deliveries
+UPSTREAM_INFLIGHT = 1000  # the upstream Mosquitto's window towards the counting subscriber
 TARGET_INGEST = 100_000.0  # points/s
 TARGET_BYTES = 4.0  # per sample
 TARGET_QUERY_S = 0.100
@@ -374,10 +388,13 @@ class Gateway(Mqttproxy):
 
     web = True
 
-    def __init__(self, *, name: str, workdir: Path, cpu: int, plain: bool = False) -> None:
+    def __init__(
+        self, *, name: str, workdir: Path, cpu: int, plain: bool = False, upstream_port: int | None = None
+    ) -> None:
         self.name = name
         super().__init__(workdir=workdir, cpu=cpu, inflight=100, queued=0)
         self.plain = plain
+        self.upstream_port = upstream_port
         self.http_port = 0
 
     @property
@@ -395,6 +412,17 @@ class Gateway(Mqttproxy):
             f'[mqtt]\nhost = "{HOST}"\nmax_inflight_messages = 100\nmax_queued_messages = 1000000000\n'
             f'[web]\nenabled = true\nhost = "{HOST}"\nadmin_password = "{ADMIN_PASSWORD}"\n'
         )
+        if self.upstream_port is not None:
+            # As in fanout_throughput.py: everything out (route "#"), QoS 1 at most, a deep queue.
+            record = BrokerRecord(
+                id="up0",
+                name="up0",
+                address=HOST,
+                port=self.upstream_port,
+                max_qos=1,
+                queue_max_messages=100_000,
+            )
+            BrokerStore(self.data_dir / "brokers.json", secret_key=None).save([record])
         tail = ["run", "--config", str(config), "--mqtt-port", "0", "--web-port", "0", "--data-dir", "data"]
         if self.plain:
             return [sys.executable, str(Path(__file__).resolve()), "serve-plain", *tail]
@@ -406,14 +434,25 @@ class Gateway(Mqttproxy):
         while time.monotonic() < deadline:
             self.check_alive()
             text = self.log_text()
-            if (found := mqtt.search(text)) and (web := http.search(text)):
+            linked = self.upstream_port is None or "upstream up0: connected to" in text
+            if (found := mqtt.search(text)) and (web := http.search(text)) and linked:
                 self.http_port = int(web.group(1))
                 return int(found.group(1))
             time.sleep(0.05)
-        raise BenchError(f"{self.name} did not log its listeners in time:\n{self.log_tail()}")
+        waited = "listeners" if self.upstream_port is None else "listeners and upstream link"
+        raise BenchError(f"{self.name} did not log its {waited} in time:\n{self.log_tail()}")
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.http_port}{path}"
+
+
+class Upstream(Mosquitto):
+    """The upstream broker of the device part: a plain Mosquitto that never drops (unlimited queue)."""
+
+    name = "upstream"
+
+    def __init__(self, *, workdir: Path, cpu: int) -> None:
+        super().__init__(workdir=workdir, cpu=cpu, inflight=UPSTREAM_INFLIGHT, queued=0)
 
 
 def http(gateway: Gateway, method: str, path: str, token: str | None = None, body: Any = None) -> bytes:
@@ -1261,6 +1300,7 @@ async def _open_and_token(path: Path) -> str:
 
 @dataclass
 class DeviceRun:
+    route: str  # one of DEVICE_ROUTES
     mode: str  # "on" or "off"
     round: int
     delivered: float  # msg/s at the subscriber over the window
@@ -1326,18 +1366,21 @@ def flood_subscriber(port: int, spec: LoadSpec, shared: Shared, conn: Connection
 
 def run_device_once(
     gateway: Gateway,
+    upstream: Upstream | None,
     spec: LoadSpec,
     mode: str,
     number: int,
     args: argparse.Namespace,
     profiler: Profiler | None,
 ) -> DeviceRun:
+    """One run; the subscriber counting deliveries connects to the upstream if there is one."""
+    delivery_port = gateway.port if upstream is None else upstream.port
     shared = Shared.create(spec.publishers)
     children: list[Child] = []
     try:
         children.append(
             spawn(
-                "subscriber", functools.partial(flood_subscriber, gateway.port, spec, shared), args.load_cpu
+                "subscriber", functools.partial(flood_subscriber, delivery_port, spec, shared), args.load_cpu
             )
         )
         children[0].expect("ready", 15)
@@ -1355,6 +1398,8 @@ def run_device_once(
             child.conn.send(schedule)
         sleep_until(schedule.warm_end)
         ours = {os.getpid(), gateway.pid, *(child.process.pid for child in children)}
+        if upstream is not None:
+            ours.add(upstream.pid)
         snapshot = usage_snapshot(gateway.pid)
         cpu_before = cpu_seconds_by_pid()
         if profiler is not None:
@@ -1378,6 +1423,7 @@ def run_device_once(
             child.stop()
     gateway.check_alive()
     return DeviceRun(
+        route="local" if upstream is None else "upstream",
         mode=mode,
         round=number,
         delivered=window_rate(subscriber.points),
@@ -1393,14 +1439,31 @@ def run_device_once(
 
 def describe_device(run: DeviceRun) -> str:
     return (
-        f"recording {run.mode} (round {run.round}): delivered {run.delivered:,.0f} msg/s, lost {run.lost}, "
+        f"{run.route}, recording {run.mode} (round {run.round}): delivered {run.delivered:,.0f} msg/s, "
+        f"lost {run.lost}, "
         f"recorder stored {run.stored:,.0f} points/s, dropped {run.dropped:,} messages; gateway CPU "
         f"{run.usage.broker_cpu:.0f}%, others {run.foreign:.0f}%"
     )
 
 
 def run_device(args: argparse.Namespace, workdir: Path) -> list[DeviceRun]:
-    gateway = Gateway(name="device", workdir=workdir, cpu=args.gateway_cpu)
+    runs: list[DeviceRun] = []
+    for route in args.device_routes:
+        if route == "local":
+            gateway = Gateway(name="device-local", workdir=workdir, cpu=args.gateway_cpu)
+            runs += _device_rounds(gateway, None, args)
+            continue
+        upstream = Upstream(workdir=workdir, cpu=args.load_cpu)
+        with running(upstream):
+            gateway = Gateway(
+                name="device-upstream", workdir=workdir, cpu=args.gateway_cpu, upstream_port=upstream.port
+            )
+            runs += _device_rounds(gateway, upstream, args)
+    return runs
+
+
+def _device_rounds(gateway: Gateway, upstream: Upstream | None, args: argparse.Namespace) -> list[DeviceRun]:
+    """``--rounds`` pairs of runs on one gateway, recording switched on and off through the REST API."""
     gateway.data_dir.mkdir(parents=True, exist_ok=True)
 
     async def prepare() -> str:
@@ -1434,6 +1497,7 @@ def run_device(args: argparse.Namespace, workdir: Path) -> list[DeviceRun]:
     runs: list[DeviceRun] = []
     profiled: set[str] = set()
     with running(gateway):
+        route = "local" if upstream is None else "upstream"
         time.sleep(0.5)
         for number in range(1, args.rounds + 1):
             order = ("on", "off") if number % 2 else ("off", "on")
@@ -1447,12 +1511,12 @@ def run_device(args: argparse.Namespace, workdir: Path) -> list[DeviceRun]:
                 )
                 tries: list[DeviceRun] = []
                 while True:
-                    label = f"device:{mode}"
+                    label = f"device-{route}:{mode}"
                     profiler = None
                     if args.py_spy and args.py_spy_run == label and label not in profiled:
                         profiler = Profiler(args.py_spy, label, extra=("--gil",))
                         profiled.add(label)
-                    run = run_device_once(gateway, spec, mode, number, args, profiler)
+                    run = run_device_once(gateway, upstream, spec, mode, number, args, profiler)
                     tries.append(run)
                     run.tries = len(tries)
                     log("device: " + describe_device(run))
@@ -1670,9 +1734,9 @@ def render_query(q: QueryResult) -> str:
     return "\n".join(lines)
 
 
-def device_means(runs: list[DeviceRun]) -> tuple[float, float] | None:
-    on = [r.delivered for r in runs if r.mode == "on"]
-    off = [r.delivered for r in runs if r.mode == "off"]
+def device_means(runs: list[DeviceRun], route: str) -> tuple[float, float] | None:
+    on = [r.delivered for r in runs if r.mode == "on" and r.route == route]
+    off = [r.delivered for r in runs if r.mode == "off" and r.route == route]
     if not on or not off:
         return None
     return statistics.mean(on), statistics.mean(off)
@@ -1680,25 +1744,26 @@ def device_means(runs: list[DeviceRun]) -> tuple[float, float] | None:
 
 def render_device(runs: list[DeviceRun], args: argparse.Namespace) -> str:
     rows = [
-        "| run | recording | delivered (msg/s) | per second, min - max | lost | recorder stored (points/s) | "
-        f"recorder queue drops | {_cpu_header(args)} |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| delivered at | run | recording | delivered (msg/s) | per second, min - max | lost | "
+        f"recorder stored (points/s) | recorder queue drops | {_cpu_header(args)} |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for i, r in enumerate(runs, 1):
         steps = f"{min(r.steps):,.0f} - {max(r.steps):,.0f}" if r.steps else "-"
         rows.append(
-            f"| {i} (round {r.round}) | {r.mode} | {r.delivered:,.0f} | {steps} | {r.lost:,} | "
+            f"| {r.route} | {i} (round {r.round}) | {r.mode} | {r.delivered:,.0f} | {steps} | {r.lost:,} | "
             f"{r.stored:,.0f} | "
             f"{r.dropped:,} | {_cpu(r.usage, r.foreign, args)}{_flags(r.usage, r.foreign, r.tries, args)} |"
         )
-    means = device_means(runs)
-    text = "\n".join(rows)
-    if means:
-        text += (
-            f"\n\nMean delivered: recording on {means[0]:,.0f} msg/s, off {means[1]:,.0f} msg/s; on/off "
-            f"{means[0] / means[1]:.4f}"
-        )
-    return text
+    text = "\n".join(rows) + "\n"
+    for route in DEVICE_ROUTES:
+        means = device_means(runs, route)
+        if means:
+            text += (
+                f"\nMean delivered at the {route} subscriber: recording on {means[0]:,.0f} msg/s, off "
+                f"{means[1]:,.0f} msg/s; on/off {means[0] / means[1]:.4f}\n"
+            )
+    return text.rstrip("\n")
 
 
 def render_targets(results: Results) -> str:
@@ -1730,12 +1795,19 @@ def render_targets(results: Results) -> str:
             f"{_ms(worst)} ms | "
             f"{_verdict(worst < TARGET_QUERY_S and not results.query.mismatches)} |"
         )
-    means = device_means(results.device)
+    means = device_means(results.device, "upstream")
     if means:
         rows.append(
-            f"| device path not slowed: within a few percent, taken as at most {TARGET_DEVICE_COST:.0%} "
-            f"| recording on costs {1 - means[0] / means[1]:.2%} of delivered msg/s "
+            "| device path not slowed: a publish storm keeps upstream throughput within a few percent, "
+            f"taken as at most {TARGET_DEVICE_COST:.0%} | recording on costs {1 - means[0] / means[1]:.2%} "
+            "of the msg/s the upstream delivered "
             f"| {_verdict(1 - means[0] / means[1] <= TARGET_DEVICE_COST)} |"
+        )
+    means = device_means(results.device, "local")
+    if means:
+        rows.append(
+            "| (not a target) local delivery with the gateway's core saturated | recording on costs "
+            f"{1 - means[0] / means[1]:.2%} of the msg/s the local subscriber received | - |"
         )
     return "\n".join(rows)
 
@@ -1777,9 +1849,11 @@ def render_report(
         f"series), {args.warmup:g} s warm-up + {args.duration:g} s measured per rate, up to {args.drain:g} s "
         "for the rest to be stored",
         f"- Device path: {args.publishers} publishers flooding QoS 0 with at most {args.bound:,} messages "
-        f"written and not yet received, 1 local subscriber; {args.device_warmup:g} s + "
-        f"{args.device_duration:g} "
-        f"s per run, {args.rounds} rounds of on/off in alternating order",
+        "written and not yet received, 1 subscriber counting deliveries: at an upstream Mosquitto "
+        f"(max_inflight_messages {UPSTREAM_INFLIGHT:,}, unlimited queue, on core {args.load_cpu}) the "
+        "gateway forwards everything to (record `up0`: route `#` out, max_qos 1), or at the gateway "
+        f"itself (local); {', '.join(args.device_routes)}; {args.device_warmup:g} s + "
+        f"{args.device_duration:g} s per run, {args.rounds} rounds of on/off in alternating order",
         f"- Command (from the repository root): `{command}`",
     ]
     if args.py_spy:
@@ -1845,6 +1919,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--query-runs", type=int, default=7, help="query: warm runs per case" + d)
     add("--bound", type=int, default=4000, help="device: messages written and not yet received, at most" + d)
     add("--rounds", type=int, default=5, help="device: pairs of runs, recording on and off" + d)
+    add(
+        "--device-routes",
+        type=_csv_of(str, DEVICE_ROUTES),
+        default=list(DEVICE_ROUTES),
+        help="device: where the subscriber counts deliveries" + d,
+    )
     add("--device-warmup", type=float, default=1.5, help="device: seconds before each window" + d)
     add("--device-duration", type=float, default=5.0, help="device: measured seconds per run" + d)
     add("--max-foreign", type=float, default=10.0, help="%% of a core others may use in a window" + d)
@@ -1853,8 +1933,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--load-cpu", type=int, default=1, help="core of the load processes and this script" + d)
     add("--seed", type=int, default=7, help="seed of the generated readings" + d)
     add("--mqttproxy", default=str(Path(sys.executable).parent / "mqttproxy"), help="executable" + d)
+    add("--mosquitto", default=shutil.which("mosquitto") or "/usr/sbin/mosquitto", help="executable" + d)
     add("--py-spy", type=Path, metavar="FILE", help="profile one run of the gateway with py-spy (raw)")
-    add("--py-spy-run", default="real:100000", help="the run to profile: STORE:RATE or device:on|off" + d)
+    add("--py-spy-run", default="real:100000", help="run to profile: STORE:RATE or device-ROUTE:on|off" + d)
     add("--keep", type=Path, metavar="DIR", help="keep the gateways' configs, data and logs in DIR")
     add("--write", action="store_true", help=f"add/update this benchmark's section of {RESULTS_PATH.name}")
     args = parser.parse_args(argv)
@@ -1887,6 +1968,7 @@ def run(args: argparse.Namespace) -> Results:
         raise BenchError(f"--gateway-cpu and --load-cpu must be two different cores of {sorted(available)}")
     os.sched_setaffinity(0, {args.load_cpu})
     Mqttproxy.executable = args.mqttproxy
+    Mosquitto.executable = args.mosquitto
     results = Results()
     with _workdir(args) as workdir:
         if "bytes" in args.parts:
