@@ -336,6 +336,62 @@ async def test_a_backlog_is_written_in_batches_and_the_event_loop_runs_between_t
     assert len(await all_samples(recorder)) == 5000
 
 
+async def device_traffic(busy: asyncio.Event, turn_seconds: float) -> None:
+    """Make every turn of the event loop take ``turn_seconds``, as a flood of device messages does.
+
+    Blocking in time.sleep rather than spinning: a loop spinning in Python that lets go of the GIL
+    for a moment every turn can keep the database's worker thread from it for seconds (the waiting
+    thread asks for a switch only after 5 ms without one), which is not what is tested here.
+    """
+    while busy.is_set():
+        time.sleep(turn_seconds)  # noqa: ASYNC251 - the point is to hold up the event loop
+        await asyncio.sleep(0)
+
+
+async def wait_points(recorder: Recorder, points: int, timeout: float) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if recorder.points >= points:
+            break
+        await asyncio.sleep(0.01)
+    assert recorder.points == points
+
+
+async def test_the_background_flush_writes_a_backlog_at_once_on_a_quiet_loop(tmp_path: Path) -> None:
+    database, recorder = await open_recorder(tmp_path / "db", flush_points=10)  # interval: an hour
+    try:
+        await recorder.add_config(config())
+        for offset in range(200):
+            recorder.on_message(message("devices/d/sensors/s", reading(1.0, NOW + offset)))
+        await wait_points(recorder, 200, timeout=10)  # 20 batches, none waiting for the interval
+        assert recorder.flush_seconds.count == 20
+    finally:
+        await recorder.stop()
+        await database.close()
+
+
+async def test_under_a_storm_the_background_flush_gives_way_to_the_device_path(tmp_path: Path) -> None:
+    database, recorder = await open_recorder(tmp_path / "db", flush_points=10, flush_interval=0.3)
+    busy = asyncio.Event()
+    busy.set()
+    traffic = asyncio.create_task(device_traffic(busy, turn_seconds=0.002))
+    try:
+        await recorder.add_config(config())
+        for offset in range(200):
+            recorder.on_message(message("devices/d/sensors/s", reading(1.0, NOW + offset)))
+        await asyncio.sleep(1.2)
+        # A batch at once, then one per flush_interval while every turn of the loop is busy.
+        assert 1 <= recorder.flush_seconds.count <= 6
+        busy.clear()
+        await traffic
+        await wait_points(recorder, 200, timeout=10)  # the rest as soon as the loop is quiet
+        assert recorder.dropped == 0
+    finally:
+        busy.clear()
+        await traffic
+        await recorder.stop()
+        await database.close()
+
+
 async def test_the_recorder_keeps_unsealed_samples_within_its_budget(tmp_path: Path) -> None:
     database, recorder = await open_recorder(tmp_path / "mqttproxy.db", max_head_samples=1024)
     try:
