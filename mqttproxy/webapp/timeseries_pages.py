@@ -139,7 +139,16 @@ async def configs_page(request: web.Request) -> web.Response:
                 "failed": sum(count for _, count in failures),
             }
         )
-    context: dict[str, object] = {"page": "timeseries", "rows": rows, "flash": _flash(request)}
+    context: dict[str, object] = {
+        "page": "timeseries",
+        "rows": rows,
+        "flash": _flash(request),
+        "dropped": recorder.dropped,
+        "max_queued": recorder.settings.max_queued_messages,
+        "write_failures": recorder.write_failures,
+        "lost_points": recorder.lost_points,
+        "last_flush_error": recorder.last_flush_error,
+    }
     return render(request, "ts_configs.html", context)
 
 

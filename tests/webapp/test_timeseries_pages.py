@@ -27,7 +27,7 @@ from mqttproxy.webapp.timeseries_forms import (
 )
 from mqttproxy.webapp.timeseries_pages import reading
 from tests.helpers import ThreadedGateway, paho_client, wait_until
-from tests.webapp.conftest import WebClient, make_web_config
+from tests.webapp.conftest import WebClient, make_web_config, web_port
 from tests.webapp.test_pages import field_errors, input_value, textarea
 
 PAGES = ["/timeseries", "/timeseries/configs", "/timeseries/configs/new"]
@@ -474,6 +474,7 @@ def test_a_device_publishes_and_the_pages_show_what_was_recorded(
     failures = dict(re.findall(reasons, row))
     assert failures == {"not_json": "1", "unit_mismatch": "1", "pointer_missing": "1"}
     assert '<span class="error-text">3</span>' in row
+    assert "data-recorder=" not in configs_page  # nothing dropped, no write failed
 
     browser = admin_client.get("/timeseries").text
     assert series_rows(browser) == [
@@ -514,6 +515,27 @@ def test_a_device_publishes_and_the_pages_show_what_was_recorded(
     assert buckets[0] == ["timestamp_ms", "time", "min", "max", "avg", "sum", "count", "first", "last"]
     assert sum(int(row[6]) for row in buckets[1:]) == 2
     assert buckets[-1][8] == "22.25"
+
+
+def test_the_page_says_when_the_recorder_dropped_messages(
+    gateway_factory: Callable[..., ThreadedGateway], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MQTTPROXY_ADMIN_PASSWORD", raising=False)
+    config = make_web_config(tmp_path)
+    # Room for two messages, and no flush before the test is done: the other three are dropped.
+    settings = TimeseriesConfig(flush_interval=3600.0, flush_points=1_000_000, max_queued_messages=2)
+    gateway = gateway_factory(config.model_copy(update={"timeseries": settings}))
+    add_config(gateway)
+    publish(gateway, [("devices/d1/sensors/air", f'{{"temp": {n}}}') for n in range(5)])
+    wait_until(lambda: gateway.call(lambda: recorder(gateway).dropped) == 3, message="3 messages dropped")
+
+    client = WebClient(web_port(gateway))
+    assert client.login().status == 303
+    page = client.get("/timeseries/configs").text
+    alert = page.split('data-recorder="dropped">')[1].split("</div>")[0]
+    assert "<strong>3 messages were not recorded</strong> (delivered as always)" in alert
+    assert "queue (2 messages" in alert
+    assert 'data-recorder="write-failures"' not in page
 
 
 def test_the_chart_pickers(admin_client: WebClient, web_gateway: ThreadedGateway) -> None:
