@@ -37,6 +37,9 @@ from mqttproxy.timeseries.query import Bucket, aggregate, aggregate_chunks
 DAY_MS = 86_400_000
 LOG_PAGE = 64  # log rows read at a time when the heads are rebuilt
 RELOG_SAMPLES = 100_000  # head samples written again to the log per call of maintain(), about
+RELOG_ROW_SAMPLES = 5_000  # of them in one log row (encoding 100,000 at once held the loop 40 ms)
+# The event loop also runs the device path: long seals and relogs give it a turn after this much work.
+SLICE = 0.002  # seconds
 SERIES_PER_QUERY = 400  # (metric, labels) pairs looked up in one statement (2 parameters each)
 MAINTAIN_INTERVAL = 1.0  # seconds between looks at the log's size
 _SET_SINCE = (
@@ -236,7 +239,13 @@ class TimeseriesStore:
             chunks = []
             kept = _Columns()
             remaining: dict[int, tuple[list[int], list[float]]] = {}
+            sliced = time.perf_counter()
             for series_id in series_ids:
+                if time.perf_counter() - sliced > SLICE:
+                    # Sealing many heads (over budget) encodes for tens of milliseconds: in slices.
+                    # The lock is held, so the heads stay as they are meanwhile.
+                    await asyncio.sleep(0)
+                    sliced = time.perf_counter()
                 head = self._heads.get(series_id)
                 if not head:
                     continue
@@ -295,26 +304,31 @@ class TimeseriesStore:
 
         Slow series fill their heads over hours while fast ones seal every few minutes; without
         this the log would keep every sample of those hours. When every series is as fast as the
-        others the log holds about twice the heads, under the threshold of ``maintain``.
+        others the log holds about twice the heads, under the threshold of ``maintain``. Rows of
+        about ``RELOG_ROW_SAMPLES`` samples, each with its own transaction, the loop running
+        between them.
         """
         async with self._lock:
             pinning = sorted((head.since, series_id) for series_id, head in self._heads.items() if head)
-            columns = _Columns()
-            chosen = []
-            for _, series_id in pinning:
-                if len(columns.series_ids) >= RELOG_SAMPLES:
-                    break
-                head = self._heads[series_id]
-                columns.add(series_id, head.timestamps, head.values)
-                chosen.append(series_id)
-            if not chosen:
-                return
-            async with self._db.transaction() as connection:
-                row_id = await self._log_row(connection, columns)
-                await connection.executemany(_SET_SINCE, [(series_id, row_id) for series_id in chosen])
-            self._logged(row_id, len(columns.series_ids))
-            for series_id in chosen:
-                self._heads[series_id].since = row_id
+            relogged = 0
+            index = 0
+            while index < len(pinning) and relogged < RELOG_SAMPLES:
+                columns = _Columns()
+                chosen = []
+                while index < len(pinning) and len(columns.series_ids) < RELOG_ROW_SAMPLES:
+                    series_id = pinning[index][1]
+                    index += 1
+                    head = self._heads[series_id]  # the lock is held: no head changed meanwhile
+                    columns.add(series_id, head.timestamps, head.values)
+                    chosen.append(series_id)
+                async with self._db.transaction() as connection:
+                    row_id = await self._log_row(connection, columns)
+                    await connection.executemany(_SET_SINCE, [(series_id, row_id) for series_id in chosen])
+                self._logged(row_id, len(columns.series_ids))
+                for series_id in chosen:
+                    self._heads[series_id].since = row_id
+                relogged += len(columns.series_ids)
+                await asyncio.sleep(0)
 
     async def _create_series(self, keys: set[SeriesKey]) -> None:
         """Give ids to series seen for the first time: a few statements, not one per series."""

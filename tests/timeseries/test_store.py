@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from mqttproxy.storage import Database
+from mqttproxy.timeseries import store as store_module
 from mqttproxy.timeseries.query import AGGREGATES, aggregate
 from mqttproxy.timeseries.store import Batch, SeriesKey, TimeseriesStore
 
@@ -204,3 +207,68 @@ async def test_many_slow_series_stay_within_the_memory_budget(tmp_path: Path) ->
     for key in keys:
         assert await everything(store, key) == written[key]
     await database.close()
+
+
+class Turns:
+    """Counts the times a task waiting 0.1 ms got the event loop while some work is awaited.
+
+    Not a spin on sleep(0): a loop that only lets go of the GIL for a moment, turn after turn, can
+    keep the database's worker thread waiting for it for seconds.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.longest_wait = 0.0  # seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.count += 1
+            started = time.perf_counter()
+            await asyncio.sleep(0.0001)
+            self.longest_wait = max(self.longest_wait, time.perf_counter() - started)
+
+    def __enter__(self) -> Turns:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def test_long_seals_and_relogs_run_in_slices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sealing or relogging thousands of heads at once would hold the event loop (and delivery)."""
+    monkeypatch.setattr(store_module, "RELOG_ROW_SAMPLES", 500)
+    path = tmp_path / "mqttproxy.db"
+    database, store = await open_store(path, chunk_samples=2048)
+    keys: list[SeriesKey] = [("temperature", (("device", f"d{index:04}"),)) for index in range(2000)]
+    written = [(key, T0 + minute * 60_000, float(minute)) for minute in range(20) for key in keys]
+    await store.write(
+        Batch([k for k, _, _ in written], [t for _, t, _ in written], [v for _, _, v in written])
+    )
+    assert await count(database, "ts_log") == 1
+
+    # As if slow heads had kept a log far larger than themselves: the heads are written again, in
+    # rows of about 500 samples.
+    store._log_samples = 10 * store.head_samples + 16 * store.chunk_samples
+    with Turns() as turns:
+        await store.maintain(force=True)
+    # 80 new rows; the first, which no head needs any more, is gone.
+    assert await count(database, "ts_log") == 40_000 // 500
+    assert turns.count >= 80  # the loop ran between the rows
+
+    # Sealing all 2,000 heads whole: 2,000 chunks, about 0.1 s of encoding in slices of about 2 ms.
+    with Turns() as turns:
+        await store.seal([series.id for series in await store.series(limit=5000)], whole=True)
+    assert store.head_samples == 0
+    assert await count(database, "ts_chunks") == 2000
+    assert turns.longest_wait < 0.04  # in one piece: 60 ms and more
+    await database.close()
+
+    database, store = await open_store(path, chunk_samples=2048)
+    try:
+        for key in keys[::250]:
+            assert await everything(store, key) == [(t, v) for k, t, v in written if k == key]
+    finally:
+        await database.close()
