@@ -44,8 +44,6 @@ ROUTE_CACHE_SIZE = 10_000  # topics
 # has caught up and the next batch may run. A loaded turn (a read of MQTT data and its delivery)
 # takes from a few hundred microseconds up.
 IDLE_TURN = 0.0002  # seconds
-# Under a storm the event loop's thread is kept at most this busy (recording, delivery and all).
-STORM_BUSY = 0.85
 Route = tuple[
     tuple[tuple[str, int], ...], int
 ]  # the data configs matching a topic, the points a message gives
@@ -197,7 +195,7 @@ class Recorder:
         remaining = len(self._queue)
         self._waiting_points = 0
         while remaining > 0 and self._queue:
-            started, cpu_started = time.perf_counter(), time.thread_time()
+            started = time.perf_counter()
             entries = self._take(remaining)
             remaining -= len(entries)
             batch = self._extract(entries)
@@ -220,7 +218,7 @@ class Recorder:
             stored += written
             self.flush_seconds.observe(time.perf_counter() - started)
             if defer_to_devices:
-                await self._device_turns(started, cpu_started)
+                await self._device_turns()
             else:
                 await asyncio.sleep(0)  # the device path's turn
         try:
@@ -229,32 +227,16 @@ class Recorder:
             logger.exception("timeseries: trimming the log failed")
         return stored
 
-    async def _device_turns(self, batch_started: float, cpu_started: float) -> None:
-        """Wait for the device path before the next batch (module docstring), at most ``flush_interval``.
-
-        First until one turn of the event loop comes back quickly. Then, when the queue is more than
-        half full (messages come faster than they can be recorded, so recording is best effort
-        anyway), also until the event loop's thread has been busy at most ``STORM_BUSY`` of the time
-        since the batch started: the headroom left lets delivery absorb its bursts at once instead
-        of after the recorder's next batch.
-        """
+    async def _device_turns(self) -> None:
+        """Let the event loop run until one turn comes back quickly, or ``flush_interval`` passed."""
         clock = time.perf_counter
         deadline = clock() + self.settings.flush_interval
         while not self._stopping:
             started = clock()
             await asyncio.sleep(0)
             finished = clock()
-            if finished >= deadline:
+            if finished - started < IDLE_TURN or finished >= deadline:
                 return
-            if finished - started < IDLE_TURN:
-                break
-        if len(self._queue) * 2 < self._max_queued:
-            return
-        while not self._stopping and clock() < deadline:
-            busy = (time.thread_time() - cpu_started) / max(clock() - batch_started, 1e-9)
-            if busy <= STORM_BUSY:
-                return
-            await asyncio.sleep(0.001)
 
     def _take(self, limit: int) -> list[Message]:
         """Up to ``limit`` queued messages, the oldest first, holding about ``flush_points`` points."""
