@@ -215,7 +215,9 @@ class TimeseriesStore:
 
         Many series filling slowly would otherwise hold ``chunk_samples`` each in memory; sealed
         early, their chunks are smaller and compress a little worse, but memory stays bounded.
-        Sealing goes on until a quarter of the budget is free, so that it is not due again at once.
+        Enough heads to free a quarter of the budget, so that it is not due again at once, unless
+        ``limit`` comes first: with thousands of small heads a call frees less, and the heads then
+        stay near the budget, a few heads sealed whenever a batch takes them over it.
         """
         excess = self.head_samples - self.max_head_samples * 3 // 4
         if self.head_samples <= self.max_head_samples:
