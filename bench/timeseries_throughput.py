@@ -1852,7 +1852,7 @@ def render_report(
         "written and not yet received, 1 subscriber counting deliveries: at an upstream Mosquitto "
         f"(max_inflight_messages {UPSTREAM_INFLIGHT:,}, unlimited queue, on core {args.load_cpu}) the "
         "gateway forwards everything to (record `up0`: route `#` out, max_qos 1), or at the gateway "
-        f"itself (local); {', '.join(args.device_routes)}; {args.device_warmup:g} s + "
+        f"itself (local); routes run: {', '.join(args.device_routes)}; {args.device_warmup:g} s + "
         f"{args.device_duration:g} s per run, {args.rounds} rounds of on/off in alternating order",
         f"- Command (from the repository root): `{command}`",
     ]
