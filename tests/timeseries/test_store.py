@@ -229,11 +229,12 @@ class Turns:
             await asyncio.sleep(0.0001)
             self.longest_wait = max(self.longest_wait, time.perf_counter() - started)
 
-    def __enter__(self) -> Turns:
+    async def __aenter__(self) -> Turns:
         self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)  # started, waiting, before the work to watch begins
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
 
@@ -245,34 +246,36 @@ async def test_long_seals_and_relogs_run_in_slices(tmp_path: Path, monkeypatch: 
     database, store = await open_store(path, chunk_samples=2048)
     keys: list[SeriesKey] = [("temperature", (("device", f"d{index:04}"),)) for index in range(2000)]
     written = [(key, T0 + minute * 60_000, float(minute)) for minute in range(20) for key in keys]
-    await store.write(
-        Batch([k for k, _, _ in written], [t for _, t, _ in written], [v for _, _, v in written])
-    )
-    assert await count(database, "ts_log") == 1
-
-    # As if slow heads had kept a log far larger than themselves: the heads are written again, in
-    # rows of about 500 samples.
-    store._log_samples = 10 * store.head_samples + 16 * store.chunk_samples
-    with Turns() as turns:
-        await store.maintain(force=True)
-    # 80 new rows; the first, which no head needs any more, is gone.
-    assert await count(database, "ts_log") == 40_000 // 500
-    assert turns.count >= 80  # the loop ran between the rows
-
-    # Sealing all 2,000 heads whole: 2,000 chunks, about 0.1 s of encoding in slices of about 2 ms.
-    # The garbage collector is off meanwhile: a full collection in a process that has run the whole
-    # suite pauses everything for a few hundred milliseconds, sliced or not.
-    series_ids = [series.id for series in await store.series(limit=5000)]
-    gc.disable()
     try:
-        with Turns() as turns:
-            await store.seal(series_ids, whole=True)
+        await store.write(
+            Batch([k for k, _, _ in written], [t for _, t, _ in written], [v for _, _, v in written])
+        )
+        assert await count(database, "ts_log") == 1
+
+        # As if slow heads had kept a log far larger than themselves: the heads are written again, in
+        # rows of about 500 samples.
+        store._log_samples = 10 * store.head_samples + 16 * store.chunk_samples
+        async with Turns() as turns:
+            await store.maintain(force=True)
+        # 80 new rows; the first, which no head needs any more, is gone.
+        assert await count(database, "ts_log") == 40_000 // 500
+        assert turns.count >= 80  # the loop ran between the rows
+
+        # Sealing all 2,000 heads whole: 2,000 chunks, about 0.1 s of encoding in slices of about 2 ms.
+        # The garbage collector is off meanwhile: a full collection in a process that has run the whole
+        # suite pauses everything for a few hundred milliseconds, sliced or not.
+        series_ids = [series.id for series in await store.series(limit=5000)]
+        gc.disable()
+        try:
+            async with Turns() as turns:
+                await store.seal(series_ids, whole=True)
+        finally:
+            gc.enable()
+        assert store.head_samples == 0
+        assert await count(database, "ts_chunks") == 2000
+        assert turns.longest_wait < 0.04  # in one piece: 60 ms and more
     finally:
-        gc.enable()
-    assert store.head_samples == 0
-    assert await count(database, "ts_chunks") == 2000
-    assert turns.longest_wait < 0.04  # in one piece: 60 ms and more
-    await database.close()
+        await database.close()
 
     database, store = await open_store(path, chunk_samples=2048)
     try:
