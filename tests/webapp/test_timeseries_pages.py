@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sqlite3
 import time
 from collections.abc import Callable
 from html import unescape
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -536,6 +538,33 @@ def test_the_page_says_when_the_recorder_dropped_messages(
     assert "<strong>3 messages were not recorded</strong> (delivered as always)" in alert
     assert "queue (2 messages" in alert
     assert 'data-recorder="write-failures"' not in page
+
+
+def test_the_page_says_when_a_write_failed(
+    admin_client: WebClient, web_gateway: ThreadedGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk cannot be produced on demand: the store's next write fails instead.
+    store = recorder(web_gateway).store
+    original = store.write
+
+    async def failing(batch: Any) -> int:
+        monkeypatch.setattr(store, "write", original)
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store, "write", failing)
+    add_config(web_gateway)
+    publish(web_gateway, [("devices/d1/sensors/air", '{"temp": 20, "hum": 40}')])
+
+    def failures() -> int:
+        return web_gateway.call(lambda: recorder(web_gateway).write_failures)
+
+    wait_until(lambda: failures() == 1, message="a failed write")
+
+    page = admin_client.get("/timeseries/configs").text
+    alert = page.split('data-recorder="write-failures">')[1].split("</div>")[0]
+    assert "<strong>1 writes failed</strong>, losing 2 points." in alert
+    assert '<span class="mono">database or disk is full</span>' in alert
+    assert 'data-recorder="dropped"' not in page
 
 
 def test_the_chart_pickers(admin_client: WebClient, web_gateway: ThreadedGateway) -> None:
