@@ -178,7 +178,7 @@ from common import (
     window_rate,
     write_section,
 )
-from fanout_throughput import cpu_seconds_by_pid, summarize_profile
+from fanout_throughput import UPSTREAM_INFLIGHT, Upstream, cpu_seconds_by_pid, summarize_profile
 
 from mqttproxy.broker.message import Message
 from mqttproxy.protocol.codec import publish_bytes
@@ -193,7 +193,6 @@ TITLE = "# Timeseries recorder benchmark: ingest, bytes per sample, aggregate qu
 PARTS = ("ingest", "bytes", "query", "device")
 STORES = ("real", "plain")
 DEVICE_ROUTES = ("upstream", "local")  # where the device part's subscriber counts deliveries
-UPSTREAM_INFLIGHT = 1000  # the upstream Mosquitto's window towards the counting subscriber
 TARGET_INGEST = 100_000.0  # points/s
 TARGET_BYTES = 4.0  # per sample
 TARGET_QUERY_S = 0.100
@@ -444,15 +443,6 @@ class Gateway(Mqttproxy):
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.http_port}{path}"
-
-
-class Upstream(Mosquitto):
-    """The upstream broker of the device part: a plain Mosquitto that never drops (unlimited queue)."""
-
-    name = "upstream"
-
-    def __init__(self, *, workdir: Path, cpu: int) -> None:
-        super().__init__(workdir=workdir, cpu=cpu, inflight=UPSTREAM_INFLIGHT, queued=0)
 
 
 def http(gateway: Gateway, method: str, path: str, token: str | None = None, body: Any = None) -> bytes:
@@ -1453,7 +1443,7 @@ def run_device(args: argparse.Namespace, workdir: Path) -> list[DeviceRun]:
             gateway = Gateway(name="device-local", workdir=workdir, cpu=args.gateway_cpu)
             runs += _device_rounds(gateway, None, args)
             continue
-        upstream = Upstream(workdir=workdir, cpu=args.load_cpu)
+        upstream = Upstream(workdir=workdir, cpu=args.load_cpu, index=0)
         with running(upstream):
             gateway = Gateway(
                 name="device-upstream", workdir=workdir, cpu=args.gateway_cpu, upstream_port=upstream.port
